@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine:
+#   make demo   — the demo city (S3 server, RTSP camera, detection, cases, API) on embedded defaults
+#   make test   — installs what is missing (Debian packages, the virtualenv) and runs every check
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Debian packages the real components need: ffmpeg publishes RTP, GStreamer serves RTSP.
+APT_PACKAGES := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav
+
+.PHONY: demo test check lint typecheck system-deps venv clean
+
+demo: system-deps venv
+	$(BIN)/citywatch demo
+
+test: system-deps venv
+	$(MAKE) --no-print-directory check
+	YOLO_OFFLINE=1 $(BIN)/pytest
+
+check:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy vision models pipelines cases serving
+	$(BIN)/lint-imports
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(STAMP)
+
+# Strict editable installs link each file: re-install when a package file is added or changed.
+PACKAGE_FILES := $(wildcard vision/*.py models/*.py models/default/* pipelines/*.py cases/*.py serving/*.py \
+	serving/stack/*.py serving/demo/* datasets/*.py datasets/*/*.py)
+
+$(STAMP): pyproject.toml $(PACKAGE_FILES)
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,57 @@
+"""Read a YOLO-format dataset (``data.yaml`` + ``images/<split>`` + ``labels/<split>``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class DatasetError(ValueError):
+    """The dataset is malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class YoloDataset:
+    root: Path
+    names: tuple[str, ...]
+    splits: dict[str, Path]
+    """Split name → images directory."""
+
+    @classmethod
+    def open(cls, root: str | Path) -> YoloDataset:
+        root = Path(root)
+        manifest = root / "data.yaml"
+        try:
+            data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise DatasetError(f"{manifest}: cannot read: {error}") from None
+        names = data.get("names") if isinstance(data, dict) else None
+        if isinstance(names, dict):
+            names = [names[key] for key in sorted(names)]
+        if not isinstance(names, list) or not names:
+            raise DatasetError(f"{manifest}: 'names' must be a non-empty list or mapping of class names")
+        splits = {
+            split: root / str(data[split]) for split in ("train", "val", "test") if isinstance(data.get(split), str)
+        }
+        return cls(root, tuple(str(name) for name in names), splits)
+
+    def images(self, split: str) -> list[Path]:
+        """Image files of a split, sorted by name."""
+        if split not in self.splits:
+            raise DatasetError(f"{self.root}: no split {split!r}; splits: {', '.join(self.splits)}")
+        return sorted(p for p in self.splits[split].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def labels(self, image: Path) -> np.ndarray:
+        """The image's boxes as an N×5 array: class, cx, cy, w, h (fractions); N may be 0."""
+        label = image.parent.parent.parent / "labels" / image.parent.name / (image.stem + ".txt")
+        if not label.exists():
+            return np.zeros((0, 5))
+        rows = [line.split() for line in label.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if any(len(row) != 5 for row in rows):
+            raise DatasetError(f"{label}: each line must be 'class cx cy w h'")
+        return np.array(rows, dtype=float).reshape(-1, 5)

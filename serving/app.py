@@ -1,0 +1,23 @@
+"""The typed app builder: one config in, one Ray Serve application out."""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from citywatch.pipelines.config import CityConfig
+from citywatch.serving.deployments import Api, CameraFleet, Detector
+
+
+def build_app(config: CityConfig) -> Application:
+    """Detectors (one deployment per configured model) ← camera fleet ← HTTP ingress."""
+    serving = config.serving
+    detectors = {
+        name: Detector.options(
+            name=f"Detector-{name}",
+            num_replicas=serving.detector_replicas,
+            ray_actor_options={"num_cpus": serving.detector_cpus},
+        ).bind(name, detector, serving.max_batch_size, serving.batch_wait_s)
+        for name, detector in config.detectors.items()
+    }
+    fleet = CameraFleet.bind(config, detectors)
+    return Api.bind(config, fleet, detectors)

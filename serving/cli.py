@@ -1,0 +1,96 @@
+"""The `citywatch` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from citywatch.pipelines.config import CityConfig, ConfigError, load_config
+
+app = typer.Typer(help="citywatch: city cameras → YOLO → rules → enforcement cases.", no_args_is_help=True)
+console = Console()
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its database, objects and logs")] = Path(
+        "var/demo"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the HTTP API")] = 8000,
+    run_for: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the demo city: an S3 server, an RTSP camera streaming the shipped clip, detection, cases, API."""
+    _logging(verbose)
+    from citywatch.serving.demo import run_demo
+
+    cases = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console)
+    raise typer.Exit(0 if cases > 0 or run_for is None else 1)
+
+
+@app.command()
+def check(config: Annotated[Path, typer.Argument(help="The city's YAML config")]) -> None:
+    """Validate a config file and load its models; print what would run."""
+    from citywatch.serving.runner import preflight
+
+    city = _load(config)
+    table = Table("camera", "detector", "presets", "zones")
+    for camera_id, camera in city.cameras.items():
+        zones = sum(len(p.zones) for p in camera.presets.values())
+        table.add_row(camera_id, camera.detector, ", ".join(camera.presets), str(zones))
+    console.print(table)
+    problems = preflight(city.anchored(Path.cwd()))
+    for problem in problems:
+        console.print(f"[red]problem:[/] {problem}")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Argument(help="The city's YAML config")],
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs Ray may use (default: all)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a city from its config until Ctrl-C."""
+    _logging(verbose)
+    from citywatch.serving.runner import preflight, running_city
+
+    city = _load(config).anchored(Path.cwd())
+    for problem in preflight(city):
+        console.print(f"[red]problem:[/] {problem}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with running_city(city, num_cpus=num_cpus) as url:
+        console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def _load(path: Path) -> CityConfig:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        console.print(f"[red]config error:[/] {error}")
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,106 @@
+"""Evidence for a violation: the annotated frame, a crop of the object, the untouched frame and a JSON sidecar.
+
+Line widths and text scale follow the frame size so the drawing is legible from 480p to 1080p.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from citywatch.vision.taxonomy import kind as taxonomy_kind
+from citywatch.vision.violation import Violation
+
+JPEG = "image/jpeg"
+
+
+class EvidenceItem(NamedTuple):
+    """Bytes and their content type; a plain tuple so stores need not import this module."""
+
+    data: bytes
+    content_type: str
+
+
+def render_evidence(violation: Violation, *, jpeg_quality: int = 85) -> dict[str, EvidenceItem]:
+    """All evidence for one violation, by role: annotated, crop, frame, sidecar."""
+    image = violation.frame.image
+    return {
+        "annotated": EvidenceItem(_jpeg(annotate(violation), jpeg_quality), JPEG),
+        "crop": EvidenceItem(_jpeg(crop(image, violation.box), jpeg_quality), JPEG),
+        "frame": EvidenceItem(_jpeg(image, jpeg_quality), JPEG),
+        "sidecar": EvidenceItem(sidecar(violation), "application/json"),
+    }
+
+
+def annotate(violation: Violation) -> np.ndarray:
+    """The frame with the zone outlined and the object's box and label drawn."""
+    image = violation.frame.image.copy()
+    short_side = min(image.shape[:2])
+    thickness = max(2, round(short_side / 240))
+    text_scale = max(0.5, short_side / 900)
+    image = sv.draw_polygon(image, violation.zone_polygon, color=sv.Color.from_hex("#ffd400"), thickness=thickness)
+    detections = sv.Detections(
+        xyxy=np.array([violation.box], dtype=float),
+        confidence=np.array([violation.confidence]),
+        class_id=np.array([0]),
+    )
+    entry = taxonomy_kind(violation.kind)
+    minutes = violation.dwell_seconds / 60
+    label = f"{entry.code} {entry.name_en} | {violation.class_name} {violation.confidence:.2f} | {minutes:.1f} min"
+    red = sv.ColorPalette([sv.Color.from_hex("#e8112d")])
+    image = sv.BoxAnnotator(color=red, thickness=thickness).annotate(image, detections)
+    labeler = sv.LabelAnnotator(
+        color=red, text_scale=text_scale, text_thickness=max(1, thickness // 2), text_position=sv.Position.TOP_LEFT
+    )
+    return labeler.annotate(image, detections, labels=[label])
+
+
+def crop(image: np.ndarray, box: tuple[float, float, float, float], *, pad: float = 0.15) -> np.ndarray:
+    """The object with some context around it, clipped to the frame."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    pad_x, pad_y = (x2 - x1) * pad, (y2 - y1) * pad
+    left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
+    right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
+    if right <= left or bottom <= top:
+        raise ValueError(f"box {box} lies outside the {width}×{height} frame")
+    return image[top:bottom, left:right]
+
+
+def sidecar(violation: Violation) -> bytes:
+    """Machine-readable facts about the violation, stored beside its images."""
+    entry = taxonomy_kind(violation.kind)
+    facts = {
+        "camera_id": violation.camera_id,
+        "preset_id": violation.preset_id,
+        "captured_at": violation.frame.captured_at.isoformat(),
+        "frame_sequence": violation.frame.sequence,
+        "frame_size": [violation.frame.width, violation.frame.height],
+        "kind": entry.key,
+        "code": entry.code,
+        "name_zh": entry.name_zh,
+        "name_en": entry.name_en,
+        "rule": violation.rule,
+        "zone": violation.zone,
+        "zone_polygon": violation.zone_polygon.tolist(),
+        "class_name": violation.class_name,
+        "confidence": round(violation.confidence, 4),
+        "box_xyxy": [round(v, 1) for v in violation.box],
+        "track_id": violation.track_id,
+        "first_seen": violation.first_seen.isoformat(),
+        "last_seen": violation.last_seen.isoformat(),
+        "dwell_seconds": round(violation.dwell_seconds, 1),
+        "model_version": violation.model_version,
+    }
+    return json.dumps(facts, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} image as JPEG")
+    return encoded.tobytes()

@@ -1,0 +1,51 @@
+"""Zones: named polygons of a camera preset, in coordinates relative to the frame (0..1).
+
+Relative coordinates survive a resolution change of the stream; the pixel polygon and supervision's
+`PolygonZone` mask are compiled once per resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import supervision as sv
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    polygon: tuple[tuple[float, float], ...]
+    """Vertices as (x, y) fractions of the frame width and height."""
+    anchor: sv.Position = sv.Position.BOTTOM_CENTER
+    """The point of a box that must lie inside: a vehicle is parked where its wheels are."""
+    _compiled: dict[tuple[int, int], sv.PolygonZone] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.polygon) < 3:
+            raise ValueError(f"zone {self.name!r}: a polygon needs at least 3 points; got {len(self.polygon)}")
+        points = np.asarray(self.polygon, dtype=float)
+        if points.shape != (len(self.polygon), 2):
+            raise ValueError(f"zone {self.name!r}: each point must be [x, y]; got {self.polygon!r}")
+        if points.min() < 0.0 or points.max() > 1.0:
+            raise ValueError(
+                f"zone {self.name!r}: points are fractions of the frame and must lie in [0, 1]; "
+                f"got min {points.min():.3f}, max {points.max():.3f}"
+            )
+
+    def pixels(self, width: int, height: int) -> np.ndarray:
+        """The polygon in pixels of a `width`×`height` frame, N×2 int32."""
+        scale = np.array([width - 1, height - 1], dtype=float)
+        return np.round(np.asarray(self.polygon, dtype=float) * scale).astype(np.int32)
+
+    def contains(self, detections: sv.Detections, width: int, height: int) -> np.ndarray:
+        """Boolean mask: which detections have their anchor inside the zone."""
+        if len(detections) == 0:
+            return np.zeros(0, dtype=bool)
+        zone = self._compiled.get((width, height))
+        if zone is None:
+            zone = sv.PolygonZone(self.pixels(width, height), triggering_anchors=(self.anchor,))
+            self._compiled[(width, height)] = zone
+        return np.asarray(zone.trigger(detections), dtype=bool)
