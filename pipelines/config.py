@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from citywatch.models.builtin import BUILTIN_PREFIX, resolve_model
 from citywatch.vision.rules import ActiveWindow, DwellRule
@@ -207,7 +215,10 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def _substitute_env(node: Any, where: str, missing: list[str]) -> Any:
     if isinstance(node, dict):
-        return {key: _substitute_env(value, f"{where} → {key}" if where else str(key), missing) for key, value in node.items()}
+        return {
+            key: _substitute_env(value, f"{where} → {key}" if where else str(key), missing)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
         return [_substitute_env(value, f"{where} → {index}", missing) for index, value in enumerate(node)]
     if isinstance(node, str):

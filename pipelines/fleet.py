@@ -48,7 +48,7 @@ class Fleet:
                     f"camera {camera_id!r}: PTZ patrols over several presets are not implemented yet; "
                     "give a fixed camera exactly one preset"
                 )
-            (preset_id, preset), = camera.presets.items()
+            ((preset_id, preset),) = camera.presets.items()
             scene = PresetScene(
                 camera_id,
                 preset_id,

@@ -93,7 +93,7 @@ class FixedCameraPatrol:
             return []
         self.stats.samples += 1
         self.stats.detections += len(detections)
-        age = (time.time() - frame.captured_at.timestamp())
+        age = time.time() - frame.captured_at.timestamp()
         self.stats.last_sample_age_s = [*self.stats.last_sample_age_s[-9:], round(age, 3)]
         violations = self.scene.observe(frame, detections)
         for violation in violations:

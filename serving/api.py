@@ -117,9 +117,14 @@ def build_api(store: CaseStore, evidence: EvidenceStore, health: HealthProbe) ->
                     log.warning("case %d: cannot presign %s: %s", case_id, item.key, error)
             views.append(
                 EvidenceView(
-                    role=item.role, key=item.key, sha256=item.sha256, size=item.size,
-                    content_type=item.content_type, uploaded=item.uploaded, url=url,
-                )  # fmt: skip
+                    role=item.role,
+                    key=item.key,
+                    sha256=item.sha256,
+                    size=item.size,
+                    content_type=item.content_type,
+                    uploaded=item.uploaded,
+                    url=url,
+                )
             )
         return CaseDetail(**_summary_fields(case), evidence=views)
 

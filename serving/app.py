@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from ray.serve import Application
+from typing import cast
+
+from ray.serve import Application, Deployment
 
 from citywatch.pipelines.config import CityConfig
-from citywatch.serving.deployments import Api, CameraFleet, Detector
+from citywatch.serving import deployments
+
+# `@serve.deployment` turns each class into a Deployment; Ray's stubs do not say so.
+Detector = cast(Deployment, deployments.Detector)
+CameraFleet = cast(Deployment, deployments.CameraFleet)
+Api = cast(Deployment, deployments.Api)
 
 
 def build_app(config: CityConfig) -> Application:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -78,10 +79,8 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_city(city, num_cpus=num_cpus) as url:
         console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
 
 
 def _load(path: Path) -> CityConfig:

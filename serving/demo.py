@@ -18,7 +18,6 @@ from rich.console import Console
 
 from citywatch.pipelines.config import CityConfig, load_config
 from citywatch.serving.runner import preflight, running_city
-from citywatch.serving.stack.processes import free_port
 from citywatch.serving.stack.rtsp import RtspServer
 from citywatch.serving.stack.s3 import S3Server
 
@@ -65,7 +64,9 @@ def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Consol
     return 0
 
 
-def _watch(config: CityConfig, api_url: str, bucket: str, started: float, run_for: float | None, console: Console) -> int:
+def _watch(
+    config: CityConfig, api_url: str, bucket: str, started: float, run_for: float | None, console: Console
+) -> int:
     seen = 0
     deadline = None if run_for is None else time.monotonic() + run_for
     with httpx.Client(base_url=api_url, timeout=10) as client:
@@ -84,7 +85,9 @@ def _watch(config: CityConfig, api_url: str, bucket: str, started: float, run_fo
                         f"{newest['name_en']} ({newest['name_zh']}) on {newest['camera_id']} zone {newest['zone']}"
                     )
                     if annotated is not None:
-                        console.print(f"  evidence: s3://{bucket}/{annotated['key']} sha256 {annotated['sha256'][:16]}…")
+                        console.print(
+                            f"  evidence: s3://{bucket}/{annotated['key']} sha256 {annotated['sha256'][:16]}…"
+                        )
                     console.print(f"  cases so far: {total}  ·  {api_url}/cases  ·  {api_url}/cases/{newest['id']}")
                     seen = total
         except KeyboardInterrupt:

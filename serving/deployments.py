@@ -1,13 +1,13 @@
 """Ray Serve deployments: thin shells that wire configuration and handles to the plain-Python pieces.
 
-    Api (FastAPI ingress) ──► CameraFleet (patrol loops, files cases) ──► Detector (batched onnxruntime)
+Api (FastAPI ingress) ──► CameraFleet (patrol loops, files cases) ──► Detector (batched onnxruntime)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import supervision as sv
@@ -19,12 +19,12 @@ from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
+from citywatch.models.builtin import resolve_model
 from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.patrol import Detect
 from citywatch.pipelines.sink import CaseSink
 from citywatch.serving.api import build_api
-from citywatch.models.builtin import resolve_model
 from citywatch.vision.detector import ModelLoadError, OnnxDetector
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,10 @@ class Detector:
             # Stay up and say why: cameras on this detector report the error, the rest of the city runs.
             self.error = f"detector {name!r}: {error}"
             log.error(self.error)
-        self.detect.set_max_batch_size(max_batch_size)
-        self.detect.set_batch_wait_timeout_s(batch_wait_s)
+        # The batch size comes from the config; @serve.batch's wrapper can be retuned per replica.
+        batched = cast(Any, self.detect)
+        batched.set_max_batch_size(max_batch_size)
+        batched.set_batch_wait_timeout_s(batch_wait_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def detect(self, images: list[np.ndarray]) -> list[sv.Detections]:
@@ -74,7 +76,8 @@ class Detector:
 class CameraFleet:
     """Runs the patrol loops of its cameras in the background and files the cases they find."""
 
-    async def __init__(self, config: CityConfig, detectors: dict[str, DeploymentHandle]) -> None:
+    # Serve awaits an async constructor; the patrol tasks need the replica's running event loop.
+    async def __init__(self, config: CityConfig, detectors: dict[str, DeploymentHandle[Any]]) -> None:  # type: ignore[misc]
         storage = config.storage
         evidence = EvidenceStore.from_endpoint(
             storage.evidence.endpoint, storage.evidence.access_key, storage.evidence.secret_key,
@@ -116,7 +119,9 @@ class CameraFleet:
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 @serve.ingress()
 class Api:
-    def __init__(self, config: CityConfig, fleet: DeploymentHandle, detectors: dict[str, DeploymentHandle]) -> None:
+    def __init__(
+        self, config: CityConfig, fleet: DeploymentHandle[Any], detectors: dict[str, DeploymentHandle[Any]]
+    ) -> None:
         storage = config.storage
         self.store = CaseStore.from_url(storage.database)
         self.evidence = EvidenceStore.from_endpoint(

@@ -52,6 +52,6 @@ def running_city(config: CityConfig, *, num_cpus: int | None = None, app_name: s
         yield f"http://{serving.host}:{serving.port}"
     finally:
         try:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()

@@ -54,7 +54,10 @@ def annotate(violation: Violation) -> np.ndarray:
     red = sv.ColorPalette([sv.Color.from_hex("#e8112d")])
     image = sv.BoxAnnotator(color=red, thickness=thickness).annotate(image, detections)
     labeler = sv.LabelAnnotator(
-        color=red, text_scale=text_scale, text_thickness=max(1, thickness // 2), text_position=sv.Position.TOP_LEFT
+        color=red,
+        text_scale=text_scale,
+        text_thickness=max(1, thickness // 2),
+        text_position=sv.Position.TOP_LEFT,
     )
     return labeler.annotate(image, detections, labels=[label])
 

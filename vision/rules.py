@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -102,7 +103,7 @@ class DwellState:
             return []
         if detections.tracker_id is None:
             raise ValueError(f"rule {self.rule.name!r}: detections must be tracked (tracker_id is None)")
-        chosen = detections[self.rule.select(detections)]
+        chosen = cast(sv.Detections, detections[self.rule.select(detections)])
         self._forget_departed(now)  # first: an object back after a long gap starts a new stay
         self._remember(now, chosen)
         return self._fire(frame)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import supervision as sv
 from trackers import ByteTrackTracker
@@ -67,10 +68,10 @@ class PresetScene:
             )
         tracked = self.tracker.update(detections, timestamp=frame.captured_at.timestamp())
         if tracked.tracker_id is not None and len(tracked):
-            tracked = tracked[tracked.tracker_id >= 0]  # -1: not yet confirmed
+            tracked = cast(sv.Detections, tracked[tracked.tracker_id >= 0])  # -1: not yet confirmed
         violations: list[Violation] = []
         for watched in self.zones:
-            inside = tracked[watched.zone.contains(tracked, frame.width, frame.height)]
+            inside = cast(sv.Detections, tracked[watched.zone.contains(tracked, frame.width, frame.height)])
             for rule in watched.rules:
                 state = self._state(watched.zone, rule, frame)
                 violations.extend(state.update(frame, inside))

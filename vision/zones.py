@@ -38,7 +38,8 @@ class Zone:
     def pixels(self, width: int, height: int) -> np.ndarray:
         """The polygon in pixels of a `width`×`height` frame, N×2 int32."""
         scale = np.array([width - 1, height - 1], dtype=float)
-        return np.round(np.asarray(self.polygon, dtype=float) * scale).astype(np.int32)
+        polygon: np.ndarray = np.round(np.asarray(self.polygon, dtype=float) * scale).astype(np.int32)
+        return polygon
 
     def contains(self, detections: sv.Detections, width: int, height: int) -> np.ndarray:
         """Boolean mask: which detections have their anchor inside the zone."""
@@ -48,4 +49,5 @@ class Zone:
         if zone is None:
             zone = sv.PolygonZone(self.pixels(width, height), triggering_anchors=(self.anchor,))
             self._compiled[(width, height)] = zone
-        return np.asarray(zone.trigger(detections), dtype=bool)
+        inside: np.ndarray = np.asarray(zone.trigger(detections), dtype=bool)
+        return inside

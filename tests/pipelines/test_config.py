@@ -78,21 +78,53 @@ def test_missing_secret_names_the_variable_and_field(monkeypatch: pytest.MonkeyP
     ("data", "where", "what"),
     [
         (
-            document((*PRESET, "zones"), {"fire-lane": {"polygon": [[0, 0], [1.5, 0], [0, 1]], "rules": ["illegal_parking"]}}),
+            document(
+                (*PRESET, "zones"),
+                {"fire-lane": {"polygon": [[0, 0], [1.5, 0], [0, 1]], "rules": ["illegal_parking"]}},
+            ),
             "cameras → gate-3 → presets → main → zones → fire-lane → polygon",
             r"\[0, 1\]",
         ),
         (
-            document((*PRESET, "zones"), {"fire-lane": {"polygon": [[0, 0], [1, 0], [0, 1]], "rules": ["no_such_rule"]}}),
+            document(
+                (*PRESET, "zones"),
+                {"fire-lane": {"polygon": [[0, 0], [1, 0], [0, 1]], "rules": ["no_such_rule"]}},
+            ),
             "cameras → gate-3 → presets → main → zones → fire-lane → rules",
             "no rule named 'no_such_rule'",
         ),
-        (document(("rules",), {"r": {"type": "dwell", "kind": "x", "classes": ["car"], "min_dwell": "1m"}}), "rules → r", "unknown kind 'x'"),
-        (document(("rules",), {"r": {"type": "dwell", "kind": "exposed_garbage", "classes": ["car"], "min_dwell": "soon"}}), "rules → r → min_dwell", "not a duration"),
-        (document(("cameras", "gate-3", "rtps"), "typo"), "cameras → gate-3 → rtps", "Extra inputs are not permitted"),
-        (document(("cameras", "gate-3", "detector"), "night"), "cameras → gate-3 → detector", "no detector named 'night'"),
+        (
+            document(("rules",), {"r": {"type": "dwell", "kind": "x", "classes": ["car"], "min_dwell": "1m"}}),
+            "rules → r",
+            "unknown kind 'x'",
+        ),
+        (
+            document(
+                ("rules",),
+                {"r": {"type": "dwell", "kind": "exposed_garbage", "classes": ["car"], "min_dwell": "soon"}},
+            ),
+            "rules → r → min_dwell",
+            "not a duration",
+        ),
+        (
+            document(("cameras", "gate-3", "rtps"), "typo"),
+            "cameras → gate-3 → rtps",
+            "Extra inputs are not permitted",
+        ),
+        (
+            document(("cameras", "gate-3", "detector"), "night"),
+            "cameras → gate-3 → detector",
+            "no detector named 'night'",
+        ),
     ],
-    ids=["polygon-outside-frame", "unknown-rule", "unknown-kind", "bad-duration", "typo-field", "unknown-detector"],
+    ids=[
+        "polygon-outside-frame",
+        "unknown-rule",
+        "unknown-kind",
+        "bad-duration",
+        "typo-field",
+        "unknown-detector",
+    ],
 )
 def test_malformed_config_names_the_place(data: dict[str, Any], where: str, what: str) -> None:
     with pytest.raises(ConfigError) as caught:

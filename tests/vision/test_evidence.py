@@ -43,7 +43,8 @@ def test_evidence_set_is_complete_and_legible(width: int, height: int) -> None:
     annotated = decode(evidence["annotated"].data)
     frame = decode(evidence["frame"].data)
     assert annotated.shape == frame.shape == (height, width, 3)
-    x1, y1, x2, y2 = (int(round(c)) for c in v.box)
+    x1, y1, x2, y2 = (round(c) for c in v.box)
+
     # The box's left edge is red (BGR ~ (45, 17, 232)) on the annotated image and absent from the untouched one.
     def redness_along_left_edge(image: np.ndarray) -> float:
         strip = image[y1 + 4 : y2 - 4, x1 - 2 : x1 + 3].astype(int)

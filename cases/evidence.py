@@ -1,0 +1,231 @@
+"""Evidence objects in S3 (MinIO in production, SeaweedFS in tests) through the `minio` client.
+
+Evidence is immutable: a key is written once, and writing the same key again with the same bytes is a no-op
+(so a retried upload or a spool drained twice leaves one object), while different bytes under an existing key
+are refused. Every object carries its sha256 in its metadata so the bytes can be checked against the case
+record without the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote, unquote
+
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
+
+# Errors that mean "the store is unreachable or would not take the request". OSError covers socket and TLS
+# failures that escape urllib3's wrapping.
+_UNAVAILABLE = (S3Error, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "ResourceNotFound"})
+# S3 metadata travels in HTTP headers (ASCII only). Values are percent-encoded, leaving printable ASCII other
+# than "%" as is, so camera ids such as "白云-0412" survive and plain ids read the same in any S3 browser.
+_METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+_META_PREFIX = "x-amz-meta-"
+SHA256_METADATA = "sha256"
+
+
+class EvidenceError(RuntimeError):
+    """Base of the evidence layer's errors."""
+
+
+class EvidenceStoreDown(EvidenceError):
+    """The object store cannot be reached or refused the request; the caller should spool and retry later."""
+
+
+class EvidenceNotFound(EvidenceError, LookupError):
+    """No object under this key."""
+
+
+class EvidenceConflict(EvidenceError):
+    """An object already exists under this key with different bytes; evidence is never overwritten."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    sha256: str
+    size: int
+    content_type: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class EvidenceStore:
+    """One bucket of evidence objects."""
+
+    def __init__(self, client: Minio, bucket: str, *, endpoint: str = "(S3 endpoint)") -> None:
+        self._client = client
+        self.bucket = bucket
+        # For error messages only: minio keeps its endpoint private.
+        self._endpoint = endpoint
+
+    @classmethod
+    def from_endpoint(
+        cls,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str | None = "us-east-1",
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        retries: int = 1,
+    ) -> EvidenceStore:
+        """A store with short timeouts and one retry, so a dead store fails in seconds, not minutes.
+
+        minio's own default is 5-minute timeouts and 5 retries, which would stall a filing for half an hour.
+        `region` defaults to S3's and MinIO's default so the client never asks the server for it: presigned
+        URLs can then be made while the store is down. Pass None to have minio look it up.
+        """
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            maxsize=10,
+            cert_reqs="CERT_REQUIRED",
+            # Same override minio honours; None means the system trust store.
+            ca_certs=os.environ.get("SSL_CERT_FILE"),
+            retries=urllib3.Retry(
+                total=retries,
+                backoff_factor=0.2,
+                status_forcelist=(500, 502, 503, 504),
+                raise_on_status=False,
+            ),
+        )
+        client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http,
+        )
+        return cls(client, bucket, endpoint=endpoint)
+
+    def _down(self, action: str, key: str | None, cause: BaseException) -> EvidenceStoreDown:
+        where = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket!r}"
+        return EvidenceStoreDown(
+            f"evidence store {self._endpoint} could not {action} {where}: {type(cause).__name__}: {cause}"
+        )
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (safe when several processes race to create it)."""
+        try:
+            if self._client.bucket_exists(self.bucket):
+                return
+            self._client.make_bucket(self.bucket)
+        except S3Error as error:
+            if error.code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                return
+            raise self._down("create", None, error) from error
+        except _UNAVAILABLE as error:
+            raise self._down("create", None, error) from error
+
+    def head(self, key: str) -> StoredObject | None:
+        """The stored object's size, type and recorded sha256, or None if there is no such object."""
+        return self._head(key, "stat")
+
+    def _head(self, key: str, action: str) -> StoredObject | None:
+        try:
+            stat = self._client.stat_object(self.bucket, key)
+        except S3Error as error:
+            if error.code in _NOT_FOUND_CODES:
+                return None
+            raise self._down(action, key, error) from error
+        except _UNAVAILABLE as error:
+            raise self._down(action, key, error) from error
+        metadata = _decode_metadata(stat.metadata)
+        return StoredObject(
+            key=key,
+            sha256=metadata.get(SHA256_METADATA, ""),
+            size=int(stat.size or 0),
+            content_type=str(stat.content_type or ""),
+        )
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata, decoded (keys without the x-amz-meta- prefix)."""
+        try:
+            stat = self._client.stat_object(self.bucket, key)
+        except S3Error as error:
+            if error.code in _NOT_FOUND_CODES:
+                raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
+            raise self._down("stat", key, error) from error
+        except _UNAVAILABLE as error:
+            raise self._down("stat", key, error) from error
+        return _decode_metadata(stat.metadata)
+
+    def put(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> StoredObject:
+        """Store `data` under `key` with its sha256 in the metadata; a no-op if the same bytes are there.
+
+        Raises EvidenceStoreDown when the store cannot be reached or refuses the write, EvidenceConflict when
+        other bytes are already stored under `key`.
+        """
+        digest = sha256_hex(data)
+        stored = StoredObject(key=key, sha256=digest, size=len(data), content_type=content_type)
+        # One HEAD per write buys idempotence: a drained spool or a retried filing never rewrites evidence.
+        existing = self._head(key, "write")
+        if existing is not None:
+            if existing.sha256 == digest and existing.size == len(data):
+                return stored
+            raise EvidenceConflict(
+                f"s3://{self.bucket}/{key} already holds sha256 {existing.sha256 or '?'} "
+                f"({existing.size} bytes); refusing to overwrite with {digest} ({len(data)} bytes)"
+            )
+        headers = _encode_metadata({**metadata, SHA256_METADATA: digest})
+        try:
+            self._client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
+            )
+        except _UNAVAILABLE as error:
+            raise self._down("write", key, error) from error
+        return stored
+
+    def get(self, key: str) -> bytes:
+        response = None
+        try:
+            response = self._client.get_object(self.bucket, key)
+            return response.read()
+        except S3Error as error:
+            if error.code in _NOT_FOUND_CODES:
+                raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
+            raise self._down("read", key, error) from error
+        except _UNAVAILABLE as error:
+            raise self._down("read", key, error) from error
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+
+    def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
+        """A URL anyone holding it can GET until it expires (S3 allows at most 7 days).
+
+        The URL names the endpoint this store was built with: a browser must be able to reach that address.
+        """
+        try:
+            return self._client.presigned_get_object(self.bucket, key, expires=expires)
+        except _UNAVAILABLE as error:
+            # Only reached when the region must be looked up (region=None) and the store is down.
+            raise self._down("sign a URL for", key, error) from error
+
+
+def _encode_metadata(metadata: dict[str, str]) -> dict[str, str | list[str] | tuple[str]]:
+    return {name: quote(value, safe=_METADATA_SAFE) for name, value in metadata.items()}
+
+
+def _decode_metadata(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """User metadata from a stat's response headers."""
+    decoded: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        lowered = str(name).lower()
+        if lowered.startswith(_META_PREFIX):
+            decoded[lowered.removeprefix(_META_PREFIX)] = unquote(str(value))
+    return decoded
