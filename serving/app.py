@@ -22,6 +22,8 @@ def build_app(config: CityConfig) -> Application:
         name: Detector.options(
             name=f"Detector-{name}",
             num_replicas=serving.detector_replicas,
+            # Room for two full batches in flight, or @serve.batch never fills.
+            max_ongoing_requests=2 * serving.max_batch_size,
             ray_actor_options={"num_cpus": serving.detector_cpus},
         ).bind(name, detector, serving.max_batch_size, serving.batch_wait_s)
         for name, detector in config.detectors.items()

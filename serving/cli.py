@@ -21,6 +21,7 @@ console = Console()
 
 
 def _logging(verbose: bool) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API poll is noise
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -41,7 +42,11 @@ def demo(
     _logging(verbose)
     from citywatch.serving.demo import run_demo
 
-    cases = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console)
+    try:
+        cases = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console)
+    except KeyboardInterrupt:  # during start-up: everything started so far has been stopped
+        console.print("demo interrupted")
+        raise typer.Exit(130) from None
     raise typer.Exit(0 if cases > 0 or run_for is None else 1)
 
 

@@ -12,6 +12,7 @@ import time
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -60,37 +61,41 @@ def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Consol
         console.print("starting Ray Serve (about 15 s)…")
         with running_city(config) as api_url:
             console.print(f"API up at [cyan]{api_url}[/] after {time.monotonic() - started:.0f} s; watching…")
-            return _watch(config, api_url, endpoint.bucket, started, run_for, console)
-    return 0
+            filed = _watch(config, api_url, endpoint.bucket, started, run_for, console)
+        console.print("stopping Ray Serve, the camera server and the object store…")
+    return filed
 
 
 def _watch(
     config: CityConfig, api_url: str, bucket: str, started: float, run_for: float | None, console: Console
 ) -> int:
-    seen = 0
+    """Print each new case as it is filed, until Ctrl-C or `run_for` seconds; returns the number of cases."""
+    last_id, total = 0, 0
     deadline = None if run_for is None else time.monotonic() + run_for
     with httpx.Client(base_url=api_url, timeout=10) as client:
         try:
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(2)
-                listing = client.get("/cases", params={"limit": 5}).json()
+                listing = client.get("/cases", params={"limit": 50}).json()
                 total = int(listing["total"])
-                if total > seen:
-                    newest = listing["cases"][0]
-                    detail = client.get(f"/cases/{newest['id']}").json()
-                    annotated = next((e for e in detail["evidence"] if e["role"] == "annotated"), None)
-                    elapsed = time.monotonic() - started
-                    console.print(
-                        f"[green]case {newest['id']} filed[/] after {elapsed:.0f} s: {newest['code']} "
-                        f"{newest['name_en']} ({newest['name_zh']}) on {newest['camera_id']} zone {newest['zone']}"
-                    )
-                    if annotated is not None:
-                        console.print(
-                            f"  evidence: s3://{bucket}/{annotated['key']} sha256 {annotated['sha256'][:16]}…"
-                        )
-                    console.print(f"  cases so far: {total}  ·  {api_url}/cases  ·  {api_url}/cases/{newest['id']}")
-                    seen = total
+                for case in sorted((c for c in listing["cases"] if c["id"] > last_id), key=lambda c: c["id"]):
+                    _print_case(client.get(f"/cases/{case['id']}").json(), api_url, bucket, started, console)
+                    last_id = case["id"]
         except KeyboardInterrupt:
             console.print("stopping…")
-    console.print(f"{seen} case(s) filed; database {config.storage.database}, bucket {bucket}")
-    return seen
+    console.print(f"{total} case(s) filed; database {config.storage.database}, bucket {bucket}")
+    return total
+
+
+def _print_case(case: dict[str, Any], api_url: str, bucket: str, started: float, console: Console) -> None:
+    console.print(
+        f"[green]case {case['id']} filed[/] {time.monotonic() - started:.0f} s after start: {case['code']} "
+        f"{case['name_en']} ({case['name_zh']}), camera {case['camera_id']}, zone {case['zone']}, "
+        f"{case['class_name']} {case['confidence']:.2f}"
+    )
+    console.print(f"  {api_url}/cases/{case['id']}")
+    for item in case["evidence"]:
+        if item["role"] == "annotated":
+            console.print(f"  evidence s3://{bucket}/{item['key']} (sha256 {item['sha256'][:16]}…)")
+            if item["url"]:
+                console.print(f"  open it: {item['url']}", soft_wrap=True)

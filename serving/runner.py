@@ -48,7 +48,9 @@ def running_city(config: CityConfig, *, num_cpus: int | None = None, app_name: s
     )
     try:
         serve.start(http_options={"host": serving.host, "port": serving.port})
-        serve.run(build_app(config), name=app_name, route_prefix="/")
+        # No access log line per detector call: at a few calls a second per camera it drowns everything else.
+        logging_config = {"enable_access_log": False, "log_level": "INFO"}
+        serve.run(build_app(config), name=app_name, route_prefix="/", logging_config=logging_config)
         yield f"http://{serving.host}:{serving.port}"
     finally:
         try:

@@ -1,0 +1,19 @@
+"""Real components the project starts itself, for tests and ``citywatch demo``: S3 and RTSP servers.
+
+Everything binds 127.0.0.1 on free ports and runs as child processes in their own process groups,
+stopped on ``stop()`` or at interpreter exit.
+"""
+
+from citywatch.serving.stack.processes import ManagedProcess, StackError, free_port
+from citywatch.serving.stack.rtsp import RtspServer, rtsp_available
+from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+
+__all__ = [
+    "ManagedProcess",
+    "RtspServer",
+    "S3Endpoint",
+    "S3Server",
+    "StackError",
+    "free_port",
+    "rtsp_available",
+]
