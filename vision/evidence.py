@@ -37,29 +37,49 @@ def render_evidence(violation: Violation, *, jpeg_quality: int = 85) -> dict[str
 
 
 def annotate(violation: Violation) -> np.ndarray:
-    """The frame with the zone outlined and the object's box and label drawn."""
+    """The frame with the zone shaded, the object's box and a short label, and a banner saying what and when."""
     image = violation.frame.image.copy()
     short_side = min(image.shape[:2])
     thickness = max(2, round(short_side / 240))
-    text_scale = max(0.5, short_side / 900)
-    image = sv.draw_polygon(image, violation.zone_polygon, color=sv.Color.from_hex("#ffd400"), thickness=thickness)
+    text_scale = max(0.4, short_side / 900)
+    zone_color = sv.Color.from_hex("#ffd400")
+    image = sv.draw_filled_polygon(image, violation.zone_polygon, color=zone_color, opacity=0.2)
+    image = sv.draw_polygon(image, violation.zone_polygon, color=zone_color, thickness=thickness)
     detections = sv.Detections(
         xyxy=np.array([violation.box], dtype=float),
         confidence=np.array([violation.confidence]),
         class_id=np.array([0]),
     )
-    entry = taxonomy_kind(violation.kind)
-    minutes = violation.dwell_seconds / 60
-    label = f"{entry.code} {entry.name_en} | {violation.class_name} {violation.confidence:.2f} | {minutes:.1f} min"
     red = sv.ColorPalette([sv.Color.from_hex("#e8112d")])
     image = sv.BoxAnnotator(color=red, thickness=thickness).annotate(image, detections)
+    label = f"{violation.class_name} {violation.confidence:.2f} | {violation.dwell_seconds / 60:.1f} min"
     labeler = sv.LabelAnnotator(
         color=red,
         text_scale=text_scale,
         text_thickness=max(1, thickness // 2),
-        text_position=sv.Position.TOP_LEFT,
+        text_padding=max(4, thickness * 2),
+        smart_position=True,  # keeps the label inside the frame
     )
-    return labeler.annotate(image, detections, labels=[label])
+    image = labeler.annotate(image, detections, labels=[label])
+    return _banner(image, violation, text_scale, max(1, thickness // 2))
+
+
+def _banner(image: np.ndarray, violation: Violation, text_scale: float, text_thickness: int) -> np.ndarray:
+    """One dark line across the top: code, kind, camera, zone and UTC time (Hershey fonts have no CJK glyphs)."""
+    entry = taxonomy_kind(violation.kind)
+    when = violation.last_seen.strftime("%Y-%m-%d %H:%M:%S UTC")
+    preset = f"/{violation.preset_id}" if violation.preset_id else ""
+    text = f"{entry.code} {entry.name_en} | {violation.camera_id}{preset} | {violation.zone} | {when}"
+    (_, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, text_scale, text_thickness)
+    height = text_height + baseline + 12
+    overlay = image.copy()
+    cv2.rectangle(overlay, (0, 0), (image.shape[1], height), (24, 24, 24), thickness=-1)
+    image = cv2.addWeighted(overlay, 0.75, image, 0.25, 0)
+    cv2.putText(
+        image, text, (8, 6 + text_height), cv2.FONT_HERSHEY_SIMPLEX, text_scale, (255, 255, 255), text_thickness,
+        cv2.LINE_AA,
+    )  # fmt: skip
+    return image
 
 
 def crop(image: np.ndarray, box: tuple[float, float, float, float], *, pad: float = 0.15) -> np.ndarray:

@@ -91,6 +91,9 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
             response.close()
             response.release_conn()
         assert hashlib.sha256(stored).hexdigest() == annotated["sha256"]
+        artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        (artifacts / "e2e-annotated-evidence.jpg").write_bytes(stored)  # for a human to look at
         assert httpx.get(annotated["url"], timeout=10).content == stored  # the presigned URL works
 
         # Broken parts are named; the good camera kept working beside them.
