@@ -123,6 +123,8 @@ class S3Server:
     ) -> None:
         if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
             raise ValueError(f"invalid S3 bucket name {bucket!r}: 3-63 chars of a-z, 0-9, '.', '-'")
+        if port is not None and not 0 < port <= 65_535 - _GRPC_OFFSET:
+            raise ValueError(f"S3 port {port}: weed also binds port + {_GRPC_OFFSET} for gRPC, use 1-55535")
         self.data_dir = Path(data_dir)
         self.bucket = bucket
         self.access_key = access_key
@@ -144,6 +146,7 @@ class S3Server:
         """Start weed; return once a minio client can list buckets and the bucket exists."""
         if self._proc is not None and self._proc.running():
             return self.endpoint
+        weed = find_weed()
         self._prepare_data_dir()
         if self.port is not None:
             check_port_free(self.port, "S3")
@@ -152,7 +155,7 @@ class S3Server:
         # own (Go's os.TempDir() reads TMPDIR) and delete it on stop().
         self._socket_dir = Path(tempfile.mkdtemp(prefix="cw-weed-"))
         argv = [
-            str(find_weed()),
+            str(weed),
             "mini",
             f"-dir={self.data_dir.resolve()}",
             f"-ip={LOOPBACK}",

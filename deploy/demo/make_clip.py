@@ -1,0 +1,113 @@
+"""Build serving/demo/parking-demo.mp4, the demo camera's clip, from the CC BY 4.0 "Parking space" set.
+
+    python deploy/demo/make_clip.py [--dataset DIR] [--out FILE]
+
+The data set (shared/data/parking_occupancy_kurss, see shared/SOURCES.md) holds frames of one fixed
+camera over a parking lot; file names carry the source frame index
+``parking_lot_1_mp4-<N>_jpg.rf.<hash>.jpg``. Training frames come twice: the original and a
+Roboflow augmentation (cropped, rotated, sheared, so smaller than 854x480). We keep, per index, the
+copy at the native 854x480 (the original), order by index and encode a clip that a looping
+``ffmpeg -re -stream_loop -1 -i clip -c copy -f rtp ...`` publisher can send forever:
+SPS/PPS in-band on every keyframe, a keyframe every 10 frames, no B-frames.
+
+Needs ffmpeg with libx264 and OpenCV (only to read image sizes). Serving never runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = REPO.parent / "shared" / "data" / "parking_occupancy_kurss"
+OUT = REPO / "serving" / "demo" / "parking-demo.mp4"
+NATIVE = (480, 854)  # (height, width) of the un-augmented frames
+SOURCE_FPS = "2.5"  # each source frame held 0.4 s: 130 frames -> 52 s at 10 fps
+MAX_BYTES = 2_000_000  # shipped inside the wheel
+_INDEX_RE = re.compile(r"parking_lot_1_mp4-(\d+)_jpg\.rf\.[0-9a-f]+\.jpg$")
+
+
+def pick_frames(dataset: Path) -> list[Path]:
+    """One image per source frame index, ordered by index: the native-size copy, first by name."""
+    by_index: dict[int, list[Path]] = {}
+    for path in sorted(dataset.glob("images/*/*.jpg")):
+        if match := _INDEX_RE.search(path.name):
+            by_index.setdefault(int(match.group(1)), []).append(path)
+    if not by_index:
+        raise SystemExit(f"no parking_lot_1_mp4-<N>_jpg.rf.<hash>.jpg images under {dataset}/images")
+    chosen: list[Path] = []
+    for index in sorted(by_index):
+        candidates = sorted(by_index[index], key=lambda p: p.name)
+        native = [p for p in candidates if _shape(p) == NATIVE]
+        if not native:
+            raise SystemExit(f"source frame {index}: no {NATIVE[1]}x{NATIVE[0]} copy among {candidates}")
+        chosen.append(native[0])
+    return chosen
+
+
+def _shape(path: Path) -> tuple[int, int]:
+    image = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    if image is None:
+        raise SystemExit(f"cannot read {path}")
+    return image.shape[0] * 2, image.shape[1] * 2
+
+
+def ffmpeg_command(pattern: str, out: Path) -> list[str]:
+    """The exact encode; ATTRIBUTION.md quotes it."""
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+        "-framerate", SOURCE_FPS, "-i", pattern,
+        # 640x360 keeps the file under 2 MB with a keyframe every second; the detector
+        # letterboxes to 640 anyway. fps=10 repeats each source frame 4 times.
+        "-vf", "scale=640:360:flags=area,fps=10,format=yuv420p",
+        "-c:v", "libx264", "-preset", "slow", "-crf", "29",
+        "-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-bf", "0",
+        "-x264-params", "repeat-headers=1",
+        # One thread and bitexact: rebuilding gives the same bytes with the same ffmpeg/x264.
+        "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
+        "-an", "-movflags", "+faststart",
+        str(out),
+    ]  # fmt: skip
+
+
+def build(dataset: Path, out: Path) -> list[str]:
+    frames = pick_frames(dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cw-clip-") as tmp:
+        # image2 wants a numbered sequence; symlinks keep the data set's files untouched.
+        for i, frame in enumerate(frames):
+            (Path(tmp) / f"{i:04d}.jpg").symlink_to(frame.resolve())
+        command = ffmpeg_command(str(Path(tmp) / "%04d.jpg"), out)
+        subprocess.run(command, check=True)
+    size = out.stat().st_size
+    print(f"{out}: {len(frames)} source frames (index {_index(frames[0])}..{_index(frames[-1])}), {size} bytes")
+    if size > MAX_BYTES:
+        raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} byte budget: raise -crf")
+    return command
+
+
+def _index(path: Path) -> int:
+    match = _INDEX_RE.search(path.name)
+    assert match is not None
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the demo camera clip from the parking data set.")
+    parser.add_argument("--dataset", type=Path, default=DATASET, help=f"default: {DATASET}")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT}")
+    args = parser.parse_args(argv)
+    command = build(args.dataset, args.out)
+    print("command:", shlex.join(command).replace(tempfile.gettempdir(), "$TMP"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
