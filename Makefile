@@ -12,7 +12,7 @@ APT_PACKAGES := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools 
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav
 
-.PHONY: demo test check lint typecheck system-deps venv clean
+.PHONY: demo test check bench bench-quick system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/citywatch demo
@@ -20,11 +20,21 @@ demo: system-deps venv
 test: system-deps venv
 	$(MAKE) --no-print-directory check
 	YOLO_OFFLINE=1 $(BIN)/pytest
+	$(MAKE) --no-print-directory bench-quick
+
+# Benchmarks: ratios against baselines measured in the same run (bench/README.md). Quick runs write var/bench-quick/.
+BENCHMARKS := bench/detector.py
+
+bench: system-deps venv
+	for script in $(BENCHMARKS); do $(BIN)/python $$script || exit 1; done
+
+bench-quick:
+	for script in $(BENCHMARKS); do $(BIN)/python $$script --quick || exit 1; done
 
 check:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy vision models pipelines cases serving
+	$(BIN)/mypy vision models pipelines cases serving datasets bench
 	$(BIN)/lint-imports
 
 system-deps:
@@ -43,8 +53,10 @@ PACKAGE_FILES := $(wildcard vision/*.py models/*.py models/default/* pipelines/*
 
 $(STAMP): pyproject.toml $(PACKAGE_FILES)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
+	@echo "installing citywatch and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/pip install --upgrade pip && \
+	   $(BIN)/pip install -e '.[dev]' --config-settings editable_mode=strict; } > $(VENV)/install.log 2>&1 \
+	   || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
 	touch $(STAMP)
 
 clean:

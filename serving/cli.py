@@ -43,7 +43,7 @@ def demo(
     from citywatch.serving.demo import run_demo
 
     try:
-        cases = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console)
+        cases = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console, verbose=verbose)
     except KeyboardInterrupt:  # during start-up: everything started so far has been stopped
         console.print("demo interrupted")
         raise typer.Exit(130) from None
@@ -82,7 +82,7 @@ def serve(
         console.print(f"[red]problem:[/] {problem}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running_city(city, num_cpus=num_cpus) as url:
+    with running_city(city, num_cpus=num_cpus, verbose=verbose) as url:
         console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

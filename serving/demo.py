@@ -29,7 +29,7 @@ def demo_assets() -> Path:
     return Path(str(resources.files("citywatch.serving") / "demo"))
 
 
-def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Console) -> int:
+def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Console, verbose: bool = False) -> int:
     """Run the demo; returns the number of cases filed."""
     if workdir.exists():
         shutil.rmtree(workdir)  # every demo starts from an empty city
@@ -59,7 +59,7 @@ def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Consol
             console.print(f"[red]problem:[/] {problem}")
         console.print(f"camera [cyan]{DEMO_CAMERA}[/] streams at {urls[DEMO_CAMERA]}")
         console.print("starting Ray Serve (about 15 s)…")
-        with running_city(config) as api_url:
+        with running_city(config, verbose=verbose) as api_url:
             console.print(f"API up at [cyan]{api_url}[/] after {time.monotonic() - started:.0f} s; watching…")
             filed = _watch(config, api_url, endpoint.bucket, started, run_for, console)
         console.print("stopping Ray Serve, the camera server and the object store…")

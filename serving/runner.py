@@ -27,7 +27,9 @@ def preflight(config: CityConfig) -> list[str]:
 
 
 @contextmanager
-def running_city(config: CityConfig, *, num_cpus: int | None = None, app_name: str = "citywatch") -> Iterator[str]:
+def running_city(
+    config: CityConfig, *, num_cpus: int | None = None, app_name: str = "citywatch", verbose: bool = False
+) -> Iterator[str]:
     """Run the city's Serve application until the block exits; yields the API's base URL.
 
     `config` must be anchored (absolute paths): replicas run in other processes.
@@ -47,9 +49,11 @@ def running_city(config: CityConfig, *, num_cpus: int | None = None, app_name: s
         log_to_driver=True,
     )
     try:
-        serve.start(http_options={"host": serving.host, "port": serving.port})
         # No access log line per detector call: at a few calls a second per camera it drowns everything else.
-        logging_config = {"enable_access_log": False, "log_level": "INFO"}
+        logging_config = {"enable_access_log": False, "log_level": "INFO" if verbose else "WARNING"}
+        if not verbose:
+            logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        serve.start(http_options={"host": serving.host, "port": serving.port}, logging_config=logging_config)
         serve.run(build_app(config), name=app_name, route_prefix="/", logging_config=logging_config)
         yield f"http://{serving.host}:{serving.port}"
     finally:
