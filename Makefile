@@ -7,10 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Debian packages the real components need: ffmpeg publishes RTP, GStreamer serves RTSP.
+# Debian packages the real components need: ffmpeg publishes RTP, GStreamer serves RTSP, PostgreSQL is the
+# case store's second test database.
 APT_PACKAGES := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	postgresql
 
 .PHONY: demo test check bench bench-quick system-deps venv clean
 

@@ -9,8 +9,9 @@ from citywatch.cases.evidence import (
     StoredObject,
 )
 from citywatch.cases.filing import CaseFiler, FilingError, FilingResult, evidence_key
+from citywatch.cases.lifecycle import CLOSED_STATES
 from citywatch.cases.spool import EvidenceSpool, SpoolError
-from citywatch.cases.store import AUTO_FILED, CLOSED_STATES, CaseRecord, CaseStore, EvidenceRecord
+from citywatch.cases.store import AUTO_FILED, CaseRecord, CaseStore, EvidenceRecord
 
 __all__ = [
     "AUTO_FILED",

@@ -1,7 +1,7 @@
-"""SQL tables for cases and their evidence (SQLAlchemy 2 ORM).
+"""SQL tables (SQLAlchemy 2 ORM): cases, evidence, the audit log, accounts and webhook deliveries.
 
-Tables are created with `create_all` for now; migrations (Alembic) come later, so a column change after the
-first release needs a migration, not an edit here alone.
+The schema is owned by the Alembic migrations in `cases/migrations/versions/`: a change here needs a new
+migration too (`tests/cases/test_migrations.py` fails while the two disagree).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     Float,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -80,6 +83,15 @@ class CaseRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     observations: Mapped[int] = mapped_column(Integer, default=1)
     model_version: Mapped[str] = mapped_column(String(128), default="")
+    # "camera" or "device" (a non-camera sensor event; camera_id then holds the device id).
+    source: Mapped[str] = mapped_column(String(16), default="camera", server_default="camera")
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The current stage's time limit runs out at due_at (None: the stage has no limit).
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set when the case enters a closed state (closed, rejected): the re-filing cooldown counts from it.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     evidence: Mapped[list[EvidenceRow]] = relationship(
         back_populates="case", order_by="EvidenceRow.id", cascade="all, delete-orphan"
@@ -89,6 +101,11 @@ class CaseRow(Base):
         # find_open_match's lookup: open cases of one camera/zone/kind.
         Index("ix_cases_match", "camera_id", "zone", "kind", "state"),
         Index("ix_cases_created_at", "created_at"),
+        # The API's common filters, newest first.
+        Index("ix_cases_state_id", "state", "id"),
+        Index("ix_cases_camera_id_id", "camera_id", "id"),
+        Index("ix_cases_kind_id", "kind", "id"),
+        Index("ix_cases_due_at", "due_at"),
     )
 
 
@@ -111,3 +128,117 @@ class EvidenceRow(Base):
     case: Mapped[CaseRow] = relationship(back_populates="evidence")
 
     __table_args__ = (Index("ix_evidence_pending", "uploaded"),)
+
+
+class AuditRow(Base):
+    """One line of a case's history. Append-only: triggers in the migration refuse UPDATE and DELETE."""
+
+    __tablename__ = "case_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    # file, a lifecycle action (review, confirm, ...), correct_kind or comment.
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    # JSON object: what changed beyond the state (old and new kind, device reading, ...).
+    details: Mapped[str] = mapped_column(Text, default="{}")
+
+    __table_args__ = (Index("ix_case_audit_case_id", "case_id", "id"),)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # None for accounts that only use API keys (cameras, devices, outside systems).
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'inspector', 'supervisor', 'admin', 'service')", name="ck_users_role"),
+    )
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # The public half of the key (`cwk_<key_id>_<secret>`): finds the row without scanning hashes.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TokenRow(Base):
+    """A bearer token issued at login; only its sha256 is kept."""
+
+    __tablename__ = "auth_tokens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class WebhookCursorRow(Base):
+    """How far into the audit log each webhook target has been queued."""
+
+    __tablename__ = "webhook_cursors"
+
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_audit_id: Mapped[int] = mapped_column(Integer)
+
+
+class WebhookDeliveryRow(Base):
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(64))
+    audit_id: Mapped[int] = mapped_column(ForeignKey("case_audit.id"))
+    case_id: Mapped[int] = mapped_column(Integer, index=True)
+    event: Mapped[str] = mapped_column(String(48))
+    # Sent with every attempt: the receiver drops a delivery it has already applied.
+    idempotency_key: Mapped[str] = mapped_column(String(96), unique=True)
+    # pending, delivered, failed (gave up after the last attempt).
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    attempt_log: Mapped[list[WebhookAttemptRow]] = relationship(
+        back_populates="delivery", order_by="WebhookAttemptRow.id"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("target", "audit_id", name="uq_webhook_deliveries_target_audit"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+
+
+class WebhookAttemptRow(Base):
+    """One HTTP attempt of a delivery: the visible delivery log."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+    delivery: Mapped[WebhookDeliveryRow] = relationship(back_populates="attempt_log")

@@ -1,12 +1,16 @@
 """Filing: a violation becomes a new case or one more observation of an open case, with its evidence in S3.
 
 Order of work for one violation:
-1. hash the evidence (cheap) so the database rows can name each object before anything is uploaded;
+1. hash the evidence (cheap) so the database rows can name each object before anything is uploaded, and
+   stage the bytes on disk under their hash (fsynced): from here on a crash loses nothing;
 2. one short database transaction finds the open case or creates one and writes the evidence rows
    (uploaded=False) with the case;
 3. upload outside the transaction; evidence the store will not take goes to the durable spool, and
-   `drain_spool` uploads it later and flips the rows to uploaded.
+   `drain_spool` uploads it later and flips the rows to uploaded. Then the staged copy is dropped.
 The database never waits on the network, and a case is filed even while the object store is down.
+
+After a crash, `recover` (run by the first `drain_spool` of a process) settles every row still marked not
+uploaded: re-spooled from staging, or found in the object store and marked, or reported lost.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from citywatch.cases.evidence import EvidenceStore, EvidenceStoreDown, StoredObject, sha256_hex
 from citywatch.cases.spool import EvidenceSpool
-from citywatch.cases.store import CaseStore, EvidenceDraft, EvidenceRecord, Observation
+from citywatch.cases.store import CaseRecord, CaseStore, EvidenceDraft, EvidenceRecord, Observation
 from citywatch.vision.violation import Violation
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,22 @@ class FilingResult:
     """False: the violation was attached to an open case."""
     evidence_pending: int
     """Evidence objects of this filing left in the spool because the object store was down."""
+    suppressed: bool = False
+    """Nothing was filed: the same problem's case was closed within the cooldown (case_id names it)."""
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What `CaseFiler.recover` found among evidence rows not marked uploaded."""
+
+    respooled: tuple[str, ...] = ()
+    """Keys whose bytes were still staged from a filing cut short: now in the spool."""
+    already_stored: tuple[str, ...] = ()
+    """Keys found in the object store with the recorded sha256 (uploaded, then the process died): marked."""
+    unchecked: tuple[str, ...] = ()
+    """Keys that could not be checked because the object store is down: looked at again next time."""
+    lost: tuple[str, ...] = ()
+    """Keys whose bytes are in neither the spool, staging nor the object store."""
 
 
 def evidence_key(case_id: int, captured_at: datetime, role: str, sha256: str, content_type: str) -> str:
@@ -102,9 +122,14 @@ class CaseFiler:
         self._retry_after = retry_store_after.total_seconds()
         self._monotonic = monotonic
         self._store_down_until = float("-inf")
+        self._recovered = False
 
     def file(self, violation: Violation, images: Mapping[str, tuple[bytes, str]]) -> FilingResult:
         """File `violation` with its evidence by role, e.g. {"annotated": (jpeg, "image/jpeg"), ...}."""
+        return self.file_observation(observation_from(violation), images)
+
+    def file_observation(self, observation: Observation, images: Mapping[str, tuple[bytes, str]]) -> FilingResult:
+        """File one observation (from a camera's violation or a device's event) with its evidence by role."""
         payloads: dict[str, bytes] = {}
         drafts: list[EvidenceDraft] = []
         for role, (data, content_type) in images.items():
@@ -113,23 +138,36 @@ class CaseFiler:
             payloads[role] = data
             drafts.append(EvidenceDraft(role=role, sha256=sha256_hex(data), size=len(data), content_type=content_type))
 
-        captured_at = violation.last_seen
+        captured_at = observation.last_seen
 
         def key_for(case_id: int, draft: EvidenceDraft) -> str:
             return evidence_key(case_id, captured_at, draft.role, draft.sha256, draft.content_type)
 
+        staged = {self._spool.stage(data) for data in payloads.values()}
         outcome = self._store.record_observation(
-            observation_from(violation),
-            drafts,
-            key_for=key_for,
-            min_iou=self._min_iou,
-            evidence_every=self._evidence_every,
+            observation, drafts, key_for=key_for, min_iou=self._min_iou, evidence_every=self._evidence_every
         )
-        pending = self._upload(outcome.case_id, violation, outcome.evidence, payloads)
-        return FilingResult(case_id=outcome.case_id, created=outcome.created, evidence_pending=pending)
+        meta = {"camera": observation.camera_id, "kind": observation.kind, "source": observation.source}
+        pending = self._upload(outcome.case_id, meta, outcome.evidence, payloads)
+        # Only now: if anything above failed, the rows may be committed and `recover` needs the staged bytes
+        # (unneeded ones are removed by its stale-staging sweep).
+        for digest in staged:
+            self._spool.unstage(digest)
+        return FilingResult(
+            case_id=outcome.case_id,
+            created=outcome.created,
+            evidence_pending=pending,
+            suppressed=outcome.suppressed,
+        )
 
     def drain_spool(self) -> int:
-        """Upload spooled evidence and mark it uploaded; returns how many objects went up."""
+        """Upload spooled evidence and mark it uploaded; returns how many objects went up.
+
+        The first call in a process runs `recover` first, so a restart after a crash settles what the crash
+        left (the fleet calls this every 10 s)."""
+        if not self._recovered:
+            report = self.recover()
+            self._recovered = not report.unchecked
 
         def mark(stored: StoredObject) -> None:
             self._store.mark_uploaded(stored.key)
@@ -139,10 +177,63 @@ class CaseFiler:
             self._store_down_until = float("-inf")
         return uploaded
 
+    def recover(self, *, stale_staging_after: timedelta = timedelta(hours=1)) -> RecoveryReport:
+        """Settle evidence rows not marked uploaded whose bytes are not waiting in the spool.
+
+        Looks in staging (a filing cut short between its commit and its spool write: re-spooled), then in the
+        object store (uploaded, not yet marked: marked). Anything else is lost and logged as an error. Staging
+        is checked before the store so that a filing finishing concurrently is at worst spooled twice, which
+        the idempotent put absorbs. Safe to run while other processes file.
+        """
+        respooled: list[str] = []
+        stored: list[str] = []
+        unchecked: list[str] = []
+        lost: list[str] = []
+        cases: dict[int, CaseRecord | None] = {}
+        pending = self._store.pending_evidence(limit=100_000)
+        for record in pending:
+            if self._spool.has(record.key):
+                continue
+            data = self._spool.staged(record.sha256)
+            if data is not None:
+                case_id = record.case_id or 0
+                if case_id not in cases:
+                    cases[case_id] = self._store.get_case(case_id)
+                case = cases[case_id]
+                meta = {} if case is None else {"camera": case.camera_id, "kind": case.kind, "source": case.source}
+                self._spool.add(record.key, data, record.content_type, _metadata(case_id, meta, record))
+                respooled.append(record.key)
+                continue
+            if self._spool.has(record.key):  # spooled by a filing that finished meanwhile
+                continue
+            try:
+                head = self._evidence.head(record.key)
+            except EvidenceStoreDown:
+                unchecked.append(record.key)
+                continue
+            if head is not None and head.sha256 == record.sha256:
+                self._store.mark_uploaded(record.key)
+                stored.append(record.key)
+            else:
+                lost.append(record.key)
+        self._spool.remove_stale_staging({r.sha256 for r in pending}, older_than=stale_staging_after.total_seconds())
+        report = RecoveryReport(tuple(respooled), tuple(stored), tuple(unchecked), tuple(lost))
+        if respooled or stored:
+            log.warning(
+                "evidence recovery: %d object(s) re-spooled from staging, %d found already stored",
+                len(respooled), len(stored),
+            )  # fmt: skip
+        if lost:
+            log.error(
+                "evidence LOST for %d row(s) (in neither spool, staging nor %s): %s",
+                len(lost), self._evidence.bucket, ", ".join(lost[:20]),
+            )  # fmt: skip
+        return report
+
     def _upload(
         self,
         case_id: int,
-        violation: Violation,
+        meta: Mapping[str, str],
         records: tuple[EvidenceRecord, ...],
         payloads: Mapping[str, bytes],
     ) -> int:
@@ -150,7 +241,7 @@ class CaseFiler:
         spooled = 0
         try:
             for record in records:
-                if self._try_upload(case_id, violation, record, payloads[record.role]):
+                if self._try_upload(case_id, meta, record, payloads[record.role]):
                     uploaded.append(record.key)
                 else:
                     spooled += 1
@@ -159,15 +250,9 @@ class CaseFiler:
             self._store.mark_uploaded_many(uploaded)
         return spooled
 
-    def _try_upload(self, case_id: int, violation: Violation, record: EvidenceRecord, data: bytes) -> bool:
+    def _try_upload(self, case_id: int, meta: Mapping[str, str], record: EvidenceRecord, data: bytes) -> bool:
         """Upload one object, or spool it if the store is (or recently was) down; True if uploaded."""
-        metadata = {
-            "case-id": str(case_id),
-            "camera": violation.camera_id,
-            "kind": violation.kind,
-            "role": record.role,
-            "captured-at": record.captured_at.isoformat(),
-        }
+        metadata = _metadata(case_id, meta, record)
         if self._monotonic() >= self._store_down_until:
             try:
                 self._evidence.put(record.key, data, content_type=record.content_type, metadata=metadata)
@@ -178,3 +263,13 @@ class CaseFiler:
                 return True
         self._spool.add(record.key, data, record.content_type, metadata)
         return False
+
+
+def _metadata(case_id: int, meta: Mapping[str, str], record: EvidenceRecord) -> dict[str, str]:
+    """Object metadata: the case id and what the object shows (the store adds the sha256)."""
+    return {
+        "case-id": str(case_id),
+        **meta,
+        "role": record.role,
+        "captured-at": record.captured_at.isoformat(),
+    }

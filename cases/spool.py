@@ -7,6 +7,10 @@ directory fsynced, so a crash leaves either the whole item or a stray temporary 
 The file name is derived from the object key, so spooling the same key twice keeps one item, and several
 processes may share one spool directory: a concurrent drain at worst uploads an item twice, which the
 evidence store's idempotent put turns into one object.
+
+`staging/` holds evidence bytes by sha256 from just before a filing's database transaction until they are
+uploaded or spooled: a process killed between the commit and the spool write leaves its bytes there, and
+`CaseFiler.recover` re-spools them at the next start.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class EvidenceSpool:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.quarantine = self.directory / "quarantine"
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.staging = self.directory / "staging"
+        self.staging.mkdir(parents=True, exist_ok=True)
         # One drain at a time per process; other processes sharing the folder are tolerated (see above).
         self._drain_lock = threading.Lock()
         self._remove_stale_temp_files()
@@ -95,6 +100,67 @@ class EvidenceSpool:
 
     def pending(self) -> int:
         return sum(1 for _ in self._item_paths())
+
+    def has(self, key: str) -> bool:
+        """Whether an item for `key` waits in the spool."""
+        return self._path_for(key).exists()
+
+    def keys(self) -> list[str]:
+        """Keys of the items waiting (reads every header: for recovery and tests, not hot paths)."""
+        keys = []
+        for path in self._item_paths():
+            try:
+                keys.append(_read_item(path).key)
+            except (FileNotFoundError, CorruptSpoolItem):
+                continue
+        return sorted(keys)
+
+    def stage(self, data: bytes) -> str:
+        """Keep `data` durably under its sha256 until `unstage`; returns the sha256."""
+        digest = sha256_hex(data)
+        final = self.staging / digest
+        if final.exists():
+            return digest
+        temp = self.staging / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with temp.open("xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, final)
+            _fsync_directory(self.staging)
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            raise SpoolError(f"could not stage evidence {digest[:12]} in {self.staging}: {error}") from error
+        return digest
+
+    def staged(self, sha256: str) -> bytes | None:
+        """The staged bytes with this sha256, or None (missing, or no longer matching their name)."""
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            return None
+        try:
+            data = (self.staging / sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data if sha256_hex(data) == sha256 else None
+
+    def unstage(self, sha256: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.staging / sha256).unlink()
+
+    def remove_stale_staging(self, keep: set[str], older_than: float = _STALE_TEMP_SECONDS) -> int:
+        """Delete staged files no pending evidence needs (not in `keep`) once they are `older_than` seconds:
+        younger ones may belong to a filing in flight in another process."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.staging.iterdir():
+            try:
+                if path.name not in keep and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def drain(self, store: EvidenceStore, on_uploaded: Callable[[StoredObject], None] | None = None) -> int:
         """Upload spooled items oldest first, removing each once stored; stop at the first EvidenceStoreDown.

@@ -3,15 +3,20 @@
 Several processes (Ray replicas) may write one SQLite file. Each connection runs in WAL mode with a busy
 timeout, and every write transaction starts with `BEGIN IMMEDIATE`, which takes SQLite's single write lock
 up front: a write then waits its turn (up to the busy timeout) instead of failing when it upgrades a read
-lock, and find-then-create in `record_observation` is atomic across processes. Other databases get no such
-lock: see `record_observation`.
+lock, and find-then-create in `record_observation` is atomic across processes. On PostgreSQL the same
+guarantee comes from a transaction-scoped advisory lock keyed on camera, preset, zone and kind.
+
+The schema comes from the Alembic migrations (`cases/migrate.py`), run by `from_url`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +25,16 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from citywatch.cases.db import Base, CaseRow, EvidenceRow
+from citywatch.cases.db import AuditRow, CaseRow, EvidenceRow
+from citywatch.cases.lifecycle import CLOSED_STATES, LifecyclePolicy, State
+from citywatch.cases.migrate import upgrade
 
 Box = tuple[float, float, float, float]
 
-AUTO_FILED = "auto_filed"
-# States in which a case no longer absorbs new observations: the same problem seen again is a new case.
-CLOSED_STATES = frozenset({"closed", "rejected"})
+AUTO_FILED = State.AUTO_FILED.value
+FILE_ACTION = "file"
+# Plain strings for SQL parameters (the enum members are str subclasses some drivers would not adapt).
+_CLOSED = tuple(sorted(state.value for state in CLOSED_STATES))
 
 _BUSY_TIMEOUT_MS = 15_000
 _WRITE_OPTION = "citywatch_write"
@@ -43,6 +51,7 @@ class EvidenceRecord:
     created_at: datetime
     captured_at: datetime
     """When the pictured frame was taken; the roles of one evidence set share it."""
+    case_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,15 @@ class CaseRecord:
     observations: int
     model_version: str
     evidence: tuple[EvidenceRecord, ...]
+    updated_at: datetime | None = None
+    state_changed_at: datetime | None = None
+    due_at: datetime | None = None
+    """When the current stage's time limit runs out; None if it has none."""
+    closed_at: datetime | None = None
+    source: str = "camera"
+    """camera, or device (camera_id then holds the device id)."""
+    location: tuple[float, float] | None = None
+    """[latitude, longitude] recorded with the case (device events); camera cases take the camera's."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,10 @@ class Observation:
     first_seen: datetime
     last_seen: datetime
     model_version: str = ""
+    source: str = "camera"
+    location: tuple[float, float] | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Recorded in the audit log's "file" line when this observation creates a case (a device's reading)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,9 @@ class ObservationOutcome:
     created: bool
     evidence: tuple[EvidenceRecord, ...]
     """The evidence rows written by this call (empty when an attach kept the case's existing evidence)."""
+    suppressed: bool = False
+    """True: no case was filed because the same problem's case was closed within the cooldown (case_id is
+    that closed case)."""
 
 
 KeyFor = Callable[[int, EvidenceDraft], str]
@@ -125,13 +150,20 @@ def _utc_now() -> datetime:
 
 
 class CaseStore:
-    def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        policy: LifecyclePolicy | None = None,
+    ) -> None:
         """Wrap `engine`. SQLite engines get WAL, a busy timeout and BEGIN IMMEDIATE for writes: pass an
         engine with no open connections (as `create_engine` returns it) so every pooled connection is set up.
         """
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
         self.engine = engine
+        self.policy = policy or LifecyclePolicy()
         self._clock = clock
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False)
@@ -139,21 +171,46 @@ class CaseStore:
         self._write_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Callable[[], datetime] = _utc_now) -> CaseStore:
-        """Open (and create the tables of) the database at `url`; a SQLite file's folder is created."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        policy: LifecyclePolicy | None = None,
+        pool_size: int = 10,
+    ) -> CaseStore:
+        """Open the database at `url` and migrate it to the newest schema; a SQLite file's folder is created."""
         parsed = sa.make_url(url)
         folder = _sqlite_folder(parsed)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-        store = cls(sa.create_engine(parsed), clock=clock)
-        store.create_tables()
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            # pre_ping: a server restart must not hand out dead connections to the next request.
+            options = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+        store = cls(sa.create_engine(parsed, **options), clock=clock, policy=policy)
+        store.migrate()
         return store
 
-    def create_tables(self) -> None:
-        # Through the write engine: on SQLite, BEGIN IMMEDIATE makes concurrent first starts take turns
-        # instead of racing to CREATE the same table.
+    def migrate(self) -> None:
+        """Upgrade the schema to head (see cases/migrate.py)."""
+        # Through the write engine: on SQLite, BEGIN IMMEDIATE makes concurrent first starts take turns.
         with self._write_lock:
-            Base.metadata.create_all(self.engine.execution_options(**{_WRITE_OPTION: True}))
+            upgrade(self.engine.execution_options(**{_WRITE_OPTION: True}))
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """One write transaction (committed on exit): SQLite's write lock is taken at its start."""
+        with self._write_lock, self._write.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -165,20 +222,28 @@ class CaseStore:
         camera_id: str | None = None,
         kind: str | None = None,
         state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: str | None = None,
+        overdue: bool | None = None,
+        with_evidence: bool = True,
     ) -> list[CaseRecord]:
-        """Cases newest first (by creation), with their evidence."""
+        """Cases newest first (by creation), with their evidence unless `with_evidence` is False.
+
+        `since`/`until`: creation time range [since, until). `text`: a case-insensitive substring of the kind,
+        code, camera, zone, rule or class. `overdue`: only cases past (or within) their stage's time limit.
+        """
         if limit < 0 or offset < 0:
             raise CaseStoreError(f"limit and offset must be >= 0; got limit={limit} offset={offset}")
-        query = (
-            sa.select(CaseRow)
-            .where(*_filters(camera_id=camera_id, kind=kind, state=state))
-            .options(selectinload(CaseRow.evidence))
-            .order_by(CaseRow.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+        clauses = _filters(
+            camera_id=camera_id, kind=kind, state=state, since=since, until=until, text=text,
+            overdue=overdue, now=self._clock(),
+        )  # fmt: skip
+        query = sa.select(CaseRow).where(*clauses).order_by(CaseRow.id.desc()).limit(limit).offset(offset)
+        if with_evidence:
+            query = query.options(selectinload(CaseRow.evidence))
         with self._read() as session:
-            return [_case_record(row) for row in session.scalars(query)]
+            return [_case_record(row, with_evidence=with_evidence) for row in session.scalars(query)]
 
     def get_case(self, case_id: int) -> CaseRecord | None:
         query = sa.select(CaseRow).where(CaseRow.id == case_id).options(selectinload(CaseRow.evidence))
@@ -186,12 +251,22 @@ class CaseStore:
             row = session.scalars(query).one_or_none()
             return None if row is None else _case_record(row)
 
-    def count_cases(self, *, camera_id: str | None = None, kind: str | None = None, state: str | None = None) -> int:
-        query = (
-            sa.select(sa.func.count())
-            .select_from(CaseRow)
-            .where(*_filters(camera_id=camera_id, kind=kind, state=state))
-        )
+    def count_cases(
+        self,
+        *,
+        camera_id: str | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: str | None = None,
+        overdue: bool | None = None,
+    ) -> int:
+        clauses = _filters(
+            camera_id=camera_id, kind=kind, state=state, since=since, until=until, text=text,
+            overdue=overdue, now=self._clock(),
+        )  # fmt: skip
+        query = sa.select(sa.func.count()).select_from(CaseRow).where(*clauses)
         with self._read() as session:
             return int(session.scalar(query) or 0)
 
@@ -242,13 +317,18 @@ class CaseStore:
         for an attached case only when its newest evidence set was captured at least `evidence_every` before
         this observation. `key_for(case_id, draft)` names each object.
 
-        On SQLite the transaction holds the database's write lock from its start, so two processes cannot
-        both create a case for one problem. On other databases only the in-process lock applies: two processes
-        can still both miss the match and create two cases.
+        When no case is open but the same problem's case was closed or rejected less than the policy's
+        cooldown ago, nothing is filed: the outcome is `suppressed` and names that case.
+
+        On SQLite the transaction holds the database's write lock from its start; on PostgreSQL it first takes
+        an advisory lock keyed on camera, preset, zone and kind. Either way two processes cannot both miss the
+        match and create two cases for one problem. Other databases get only the in-process lock.
         """
         _require_aware(observation.first_seen, observation.last_seen)
         now = self._clock()
         with self._write_lock, self._write.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(sa.select(sa.func.pg_advisory_xact_lock(_problem_lock_key(observation))))
             row = _best_open_match(
                 session,
                 camera_id=observation.camera_id,
@@ -260,9 +340,13 @@ class CaseStore:
             )
             created = row is None
             if row is None:
-                row = _new_case_row(observation, now)
+                recent = _recently_closed_match(session, observation, min_iou, now - self.policy.cooldown)
+                if recent is not None:
+                    return ObservationOutcome(case_id=recent.id, created=False, evidence=(), suppressed=True)
+                row = _new_case_row(observation, now, self.policy)
                 session.add(row)
                 session.flush()  # assigns row.id, which the evidence keys need
+                session.add(_filed_audit_row(row, observation, now))
                 wanted: Sequence[EvidenceDraft] = evidence
             else:
                 _attach(row, observation, now)
@@ -336,7 +420,17 @@ def _require_aware(*values: datetime) -> None:
             raise CaseStoreError(f"timestamps must be timezone-aware UTC; got naive {value!r}")
 
 
-def _filters(*, camera_id: str | None, kind: str | None, state: str | None) -> list[sa.ColumnElement[bool]]:
+def _filters(
+    *,
+    camera_id: str | None,
+    kind: str | None,
+    state: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    text: str | None = None,
+    overdue: bool | None = None,
+    now: datetime | None = None,
+) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if camera_id is not None:
         clauses.append(CaseRow.camera_id == camera_id)
@@ -344,7 +438,62 @@ def _filters(*, camera_id: str | None, kind: str | None, state: str | None) -> l
         clauses.append(CaseRow.kind == kind)
     if state is not None:
         clauses.append(CaseRow.state == state)
+    if since is not None:
+        _require_aware(since)
+        clauses.append(CaseRow.created_at >= since)
+    if until is not None:
+        _require_aware(until)
+        clauses.append(CaseRow.created_at < until)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        columns = (CaseRow.kind, CaseRow.code, CaseRow.camera_id, CaseRow.zone, CaseRow.rule, CaseRow.class_name)
+        clauses.append(sa.or_(*(column.ilike(pattern, escape="\\") for column in columns)))
+    if overdue is not None and now is not None:
+        late = sa.and_(CaseRow.due_at.is_not(None), CaseRow.due_at <= now)
+        clauses.append(late if overdue else sa.not_(late))
     return clauses
+
+
+def _problem_lock_key(observation: Observation) -> int:
+    """A signed 64-bit advisory-lock key for one problem (camera, preset, zone, kind)."""
+    name = "\x1f".join((observation.camera_id, observation.preset_id or "", observation.zone, observation.kind))
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def _recently_closed_match(
+    session: Session, observation: Observation, min_iou: float, closed_after: datetime
+) -> CaseRow | None:
+    """The same problem's case closed or rejected after `closed_after`, if any (the re-filing cooldown)."""
+    preset = observation.preset_id
+    query = sa.select(CaseRow).where(
+        CaseRow.camera_id == observation.camera_id,
+        CaseRow.preset_id.is_(None) if preset is None else CaseRow.preset_id == preset,
+        CaseRow.zone == observation.zone,
+        CaseRow.kind == observation.kind,
+        CaseRow.state.in_(_CLOSED),
+        CaseRow.closed_at >= closed_after,
+    )
+    for row in session.scalars(query.order_by(CaseRow.closed_at.desc())):
+        if box_iou(_row_box(row), observation.box) >= min_iou:
+            return row
+    return None
+
+
+def _filed_audit_row(row: CaseRow, observation: Observation, now: datetime) -> AuditRow:
+    return AuditRow(
+        case_id=row.id,
+        at=now,
+        actor=f"{observation.source}:{observation.camera_id}",
+        action=FILE_ACTION,
+        from_state=None,
+        to_state=row.state,
+        comment="",
+        details=json.dumps(
+            {"rule": observation.rule, "kind": observation.kind, "code": observation.code, **observation.details},
+            ensure_ascii=False,
+            default=str,
+        ),
+    )
 
 
 def _best_open_match(
@@ -356,7 +505,7 @@ def _best_open_match(
         preset_clause,
         CaseRow.zone == zone,
         CaseRow.kind == kind,
-        CaseRow.state.not_in(CLOSED_STATES),
+        CaseRow.state.not_in(_CLOSED),
     )
     best: CaseRow | None = None
     best_iou = min_iou
@@ -368,8 +517,9 @@ def _best_open_match(
     return best
 
 
-def _new_case_row(observation: Observation, now: datetime) -> CaseRow:
+def _new_case_row(observation: Observation, now: datetime, policy: LifecyclePolicy) -> CaseRow:
     x1, y1, x2, y2 = observation.box
+    latitude, longitude = observation.location if observation.location is not None else (None, None)
     return CaseRow(
         kind=observation.kind,
         code=observation.code,
@@ -390,6 +540,12 @@ def _new_case_row(observation: Observation, now: datetime) -> CaseRow:
         updated_at=now,
         observations=1,
         model_version=observation.model_version,
+        source=observation.source,
+        state_changed_at=now,
+        due_at=policy.due_at(AUTO_FILED, now),
+        closed_at=None,
+        latitude=latitude,
+        longitude=longitude,
     )
 
 
@@ -456,10 +612,14 @@ def _evidence_record(row: EvidenceRow) -> EvidenceRecord:
         uploaded=row.uploaded,
         created_at=row.created_at,
         captured_at=row.captured_at,
+        case_id=row.case_id,
     )
 
 
-def _case_record(row: CaseRow) -> CaseRecord:
+def _case_record(row: CaseRow, *, with_evidence: bool = True) -> CaseRecord:
+    location = None
+    if row.latitude is not None and row.longitude is not None:
+        location = (row.latitude, row.longitude)
     return CaseRecord(
         id=row.id,
         kind=row.kind,
@@ -477,5 +637,11 @@ def _case_record(row: CaseRow) -> CaseRecord:
         created_at=row.created_at,
         observations=row.observations,
         model_version=row.model_version,
-        evidence=tuple(_evidence_record(e) for e in row.evidence),
+        evidence=tuple(_evidence_record(e) for e in row.evidence) if with_evidence else (),
+        updated_at=row.updated_at,
+        state_changed_at=row.state_changed_at,
+        due_at=row.due_at,
+        closed_at=row.closed_at,
+        source=row.source,
+        location=location,
     )

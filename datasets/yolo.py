@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
+
+from citywatch.models.evaluate import GroundTruthImage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -55,3 +59,18 @@ class YoloDataset:
         if any(len(row) != 5 for row in rows):
             raise DatasetError(f"{label}: each line must be 'class cx cy w h'")
         return np.array(rows, dtype=float).reshape(-1, 5)
+
+
+def ground_truth(dataset: YoloDataset, split: str) -> Iterator[GroundTruthImage]:
+    """Each image of a split with its boxes in pixels (xyxy) and dataset class ids, for evaluation."""
+    for path in dataset.images(split):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{path}: cannot decode the image")
+        labels = dataset.labels(path)
+        height, width = image.shape[:2]
+        cx, cy, w, h = (labels[:, i] for i in range(1, 5))
+        boxes = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+        yield GroundTruthImage(
+            id=path.name, image=image, boxes=boxes.reshape(-1, 4), class_ids=labels[:, 0].astype(int)
+        )

@@ -8,6 +8,7 @@ BUILTIN_PREFIX = "builtin:"
 _DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 BUILTIN_MODELS = {
     "coco-yolo11n": _DEFAULT_DIR / "citywatch-coco-yolo11n.onnx",
+    "garbage-yolo11n": _DEFAULT_DIR / "citywatch-garbage-yolo11n.onnx",
 }
 
 

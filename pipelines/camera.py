@@ -1,22 +1,30 @@
 """RTSP ingestion: one background thread per camera that keeps the stream open and hands out fresh frames.
 
-The thread grabs (demuxes and decodes) every packet so the decoder never falls behind, but converts a picture
-to BGR only when a visit asks for one: a slow consumer never gets a frame that waited in a buffer.
-A camera that fails is reconnected with exponential back-off and jitter; the failure is logged once per outage.
+The thread demuxes and decodes every packet (PyAV over FFmpeg, RTSP over TCP) so the decoder never falls
+behind, but converts a picture to BGR only when a visit asks for one: a slow consumer never gets a frame that
+waited in a buffer. Between visits the reader can go idle (`active=False`): then only keyframes are decoded,
+which keeps the connection and the health fresh at a tenth of the cost; frames are handed out again from the
+first keyframe after it turns active.
+
+Failures are detected within the configured timeouts (open, read: a stalled stream that keeps the TCP
+connection open counts as a failure after `read_timeout`), logged once per outage with the camera id, and the
+stream is reopened with exponential back-off and jitter. A change of resolution is logged once per change and
+counted in the health; frames are handed out at the new native size (zones are fractions of the frame).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-import cv2
+import av
 import numpy as np
 
 from citywatch.vision.frame import Frame
@@ -24,8 +32,7 @@ from citywatch.vision.frame import Frame
 log = logging.getLogger(__name__)
 
 # Probe little before the first frame: without this, opening an RTSP stream takes 3-5 s instead of 0.2-2 s.
-_FFMPEG_OPTIONS = "rtsp_transport;tcp|analyzeduration;200000|probesize;100000"
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", _FFMPEG_OPTIONS)
+_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "200000", "probesize": "100000"}
 
 
 class CameraUnavailable(RuntimeError):
@@ -43,11 +50,55 @@ class CameraHealth:
     last_error: str | None
     width: int | None
     height: int | None
+    resolution_changes: int = 0
+    last_outage_s: float | None = None
+    """How long the last outage lasted, from the first failure to the first frame after it."""
 
 
 def redact(url: str) -> str:
     """The URL without credentials, for logs and the API."""
     return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def _describe(error: Exception) -> str:
+    """FFmpeg's message without the URL it quotes (which carries the credentials)."""
+    return re.sub(r":\s*'[a-z]+://[^']*'$", "", redact(str(error)))
+
+
+class _StallWatchdog:
+    """One thread for all readers: marks a camera offline once no frame came for its `read_timeout`.
+
+    FFmpeg's own read timeout fires later than asked on RTSP (periodic RTCP over the TCP session resets it:
+    measured 3 s for a 1.5 s timeout), so the reader does not rely on it to notice a stall; the stream is
+    reopened when FFmpeg does give up.
+    """
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self._readers: weakref.WeakSet[RtspReader] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, reader: RtspReader) -> None:
+        with self._lock:
+            self._readers.add(reader)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="camera-stall-watchdog", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every)
+            with self._lock:
+                readers = list(self._readers)
+            for reader in readers:
+                try:
+                    reader._check_stalled()
+                except Exception:  # never let one camera stop the watch over the others
+                    log.exception("camera %s: stall check failed", reader.camera_id)
+
+
+_WATCHDOG = _StallWatchdog()
 
 
 class RtspReader:
@@ -73,6 +124,9 @@ class RtspReader:
         self._thread: threading.Thread | None = None
         self._lock = threading.Condition()
         self._wanted = 0  # how many readers wait for the next picture
+        self._active = True  # decode every frame (False: keyframes only)
+        self._clean = False  # decoding is complete since the last keyframe (no skipped references)
+        self._stalled = False  # the watchdog gave up on this session: whatever it still delivers is stale
         self._picture: np.ndarray | None = None
         self._picture_at: datetime | None = None
         self._sequence = 0
@@ -83,11 +137,24 @@ class RtspReader:
         with self._lock:
             return self._health
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def set_active(self, active: bool) -> None:
+        """Decode every frame (a visit is on) or keyframes only (between visits)."""
+        with self._lock:
+            if active and not self._active:
+                self._clean = False  # frames reference skipped ones until the next keyframe
+            self._active = active
+
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
         self._thread.start()
+        _WATCHDOG.watch(self)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -111,7 +178,7 @@ class RtspReader:
                         reason = self._health.last_error or f"no frame within {timeout:.1f} s"
                         raise CameraUnavailable(f"camera {self.camera_id!r}: {reason}")
                     self._lock.wait(remaining)
-                if self._picture is None or self._picture_at is None:
+                if self._picture is None or self._picture_at is None or self._sequence == sequence:
                     raise CameraUnavailable(f"camera {self.camera_id!r}: reader stopped")
                 picture, taken_at, sequence = self._picture, self._picture_at, self._sequence
             finally:
@@ -123,61 +190,104 @@ class RtspReader:
     def _run(self) -> None:
         delay = self.backoff_min
         while not self._stop.is_set():
+            grabbed = self.health.frames_grabbed
             try:
                 self._stream_once()
-                delay = self.backoff_min  # the stream worked for a while: start backing off from scratch
             except CameraUnavailable as error:
+                if self._stop.is_set():
+                    break
                 self._mark_offline(str(error))
-            except Exception as error:  # a bug or an OpenCV surprise must not kill the camera thread
+            except Exception as error:  # a bug or a decoder surprise must not kill the camera thread
                 log.exception("camera %s: unexpected reader error", self.camera_id)
                 self._mark_offline(f"unexpected reader error: {error!r}")
+            if self.health.frames_grabbed > grabbed:  # it streamed, then failed: back off from scratch
+                delay = self.backoff_min
             if self._stop.wait(delay * random.uniform(0.8, 1.2)):
                 break
             delay = min(self.backoff_max, delay * 2)
 
     def _stream_once(self) -> None:
-        capture = cv2.VideoCapture(
-            self.url,
-            cv2.CAP_FFMPEG,
-            [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000),
-            ],
-        )  # fmt: skip
+        where = redact(self.url)
         try:
-            if not capture.isOpened():
-                raise CameraUnavailable(f"cannot open {redact(self.url)} within {self.open_timeout:.0f} s")
-            while not self._stop.is_set():
-                if not capture.grab():
-                    raise CameraUnavailable(f"stream {redact(self.url)} stalled or ended")
-                self._grabbed(capture)
+            # FFmpeg's read timeout is only the backstop: the watchdog notices a stall after `read_timeout`,
+            # before FFmpeg times out and flushes a held (stale) frame, which then reads as a live one.
+            timeout = (self.open_timeout, 2 * self.read_timeout)
+            container = av.open(self.url, options=_OPTIONS, timeout=timeout)
+        except av.FFmpegError as error:
+            raise CameraUnavailable(
+                f"cannot open {where} within {self.open_timeout:.0f} s: {_describe(error)}"
+            ) from None
+        try:
+            if not container.streams.video:
+                raise CameraUnavailable(f"{where} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"  # no frame-threading delay: a frame is ready when its packet is
+            self._clean = False
+            self._stalled = False
+            skipping: bool | None = None
+            try:
+                for packet in container.demux(stream):
+                    if self._stop.is_set():
+                        return
+                    if self._stalled:  # FFmpeg flushes a held frame when it times out: reopen instead
+                        raise CameraUnavailable(f"stream {where} stalled")
+                    if skipping is not self._skipping():
+                        skipping = self._skipping()
+                        stream.codec_context.skip_frame = "NONKEY" if skipping else "DEFAULT"
+                    for frame in packet.decode():
+                        self._grabbed(frame)
+            except av.FFmpegError as error:
+                raise CameraUnavailable(f"stream {where} stalled or broke: {_describe(error)}") from None
+            raise CameraUnavailable(f"stream {where} ended")
         finally:
-            capture.release()
+            container.close()
 
-    def _grabbed(self, capture: cv2.VideoCapture) -> None:
+    def _skipping(self) -> bool:
+        return not self._active and self._wanted == 0
+
+    def _grabbed(self, frame: Any) -> None:
         now = datetime.now(UTC)
         with self._lock:
             wanted = self._wanted > 0
             health = self._health
+            if frame.key_frame:
+                self._clean = True
+            clean = self._clean
         if not health.online:
+            outage = None
             if health.offline_since is not None and health.reconnects > 0:
-                down = (now - health.offline_since).total_seconds()
-                log.info("camera %s: back online after %.1f s", self.camera_id, down)
-            health = replace(health, online=True, offline_since=None, last_error=None)
+                outage = (now - health.offline_since).total_seconds()
+                log.info("camera %s: back online after %.1f s", self.camera_id, outage)
+            health = replace(health, online=True, offline_since=None, last_error=None, last_outage_s=outage)
+        width, height = int(frame.width), int(frame.height)
+        if health.width is not None and (width, height) != (health.width, health.height):
+            log.warning(
+                "camera %s: resolution changed from %dx%d to %dx%d",
+                self.camera_id, health.width, health.height, width, height,
+            )  # fmt: skip
+            health = replace(health, resolution_changes=health.resolution_changes + 1)
+        health = replace(health, width=width, height=height, last_frame_at=now)
         picture = None
-        if wanted:
-            ok, picture = capture.retrieve()
-            if not ok or picture is None or picture.ndim != 3:
-                raise CameraUnavailable(f"stream {redact(self.url)} gave a picture that could not be decoded")
+        if wanted and clean:
+            picture = frame.to_ndarray(format="bgr24")
         with self._lock:
-            self._health = replace(health, last_frame_at=now, frames_grabbed=health.frames_grabbed + 1)
+            self._health = replace(health, frames_grabbed=health.frames_grabbed + 1)
             if picture is not None:
                 self._picture, self._picture_at = picture, now
                 self._sequence += 1
-                self._health = replace(self._health, width=picture.shape[1], height=picture.shape[0])
                 self._lock.notify_all()
 
-    def _mark_offline(self, reason: str) -> None:
+    def _check_stalled(self) -> None:
+        with self._lock:
+            health = self._health
+        if self._thread is None or not health.online or health.last_frame_at is None:
+            return
+        silent = (datetime.now(UTC) - health.last_frame_at).total_seconds()
+        if silent > self.read_timeout:
+            self._stalled = True
+            self._mark_offline(f"stream {redact(self.url)} stalled: no frame for {silent:.1f} s", count=False)
+
+    def _mark_offline(self, reason: str, *, count: bool = True) -> None:
         with self._lock:
             health = self._health
             first_failure = health.online or health.last_error is None
@@ -185,8 +295,8 @@ class RtspReader:
                 health,
                 online=False,
                 offline_since=health.offline_since or datetime.now(UTC),
-                reconnects=health.reconnects + 1,
-                last_error=reason,
+                reconnects=health.reconnects + int(count),
+                last_error=reason if first_failure or count else health.last_error,
             )
             self._lock.notify_all()
         if first_failure:  # once per outage, not once per retry

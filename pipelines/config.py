@@ -11,6 +11,7 @@ import re
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -23,8 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from citywatch.cases.lifecycle import Action, LifecyclePolicy, State
 from citywatch.models.builtin import BUILTIN_PREFIX, resolve_model
-from citywatch.vision.rules import ActiveWindow, DwellRule
+from citywatch.vision.rules import ActiveWindow, DwellRule, GroupRule, PersistenceRule, PresenceRule, Rule
 from citywatch.vision.scene import WatchedZone
 from citywatch.vision.taxonomy import KINDS
 from citywatch.vision.zones import Zone
@@ -44,6 +46,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 def _parse_duration(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=float(value))
+    if isinstance(value, str) and value.startswith(("P", "-P")):
+        return value  # ISO 8601, as model_dump(mode="json") writes durations: pydantic parses it
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
@@ -81,24 +85,81 @@ class DetectorConfig(Strict):
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (default: per machine)")
 
 
-class DwellRuleConfig(Strict):
-    type: Literal["dwell"] = Field(description="dwell: an object stays in the zone for min_dwell")
-    kind: str = Field(description="Violation kind filed (a key of the taxonomy)")
-    classes: list[str] = Field(min_length=1, description="Detector classes that count")
-    min_dwell: Duration = Field(description="How long the object must stay, e.g. 5m")
+class _RuleConfigBase(Strict):
+    kind: str = Field(description="Violation kind filed (a key of the taxonomy, see docs/taxonomy.md)")
+    classes: list[str] = Field(
+        min_length=1, description="Detector class names that count (a fine-tuned model's own names plug in here)"
+    )
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this are ignored")
-    max_gap: Duration = Field(timedelta(seconds=30), description="Unseen longer than this means it left")
-    repeat_every: Duration = Field(timedelta(minutes=1), description="Re-report a staying object this often")
     active: tuple[time, time] | None = Field(None, description="Local daily window [start, end) the rule runs")
 
     @model_validator(mode="after")
-    def _known_kind(self) -> DwellRuleConfig:
+    def _known_kind(self) -> _RuleConfigBase:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+            raise ValueError(f"kind: unknown kind {self.kind!r}; known kinds: {', '.join(sorted(KINDS))}")
         return self
 
 
-RuleConfig = DwellRuleConfig  # a discriminated union once presence/persistence rules arrive
+class DwellRuleConfig(_RuleConfigBase):
+    type: Literal["dwell"] = Field(description="dwell: an object stays in the zone for min_dwell")
+    min_dwell: Duration = Field(description="How long the object must stay, e.g. 5m")
+    max_gap: Duration = Field(timedelta(seconds=30), description="Unseen longer than this means it left")
+    repeat_every: Duration = Field(timedelta(minutes=1), description="Re-report a staying object this often")
+    identity: Literal["track", "overlap"] = Field(
+        "track",
+        description="How the same object is recognised: track (ByteTrack ids, within a visit) or overlap (its box "
+        "stays where it was first seen; for patrol rates and across visits, with max_gap > the patrol interval)",
+    )
+    min_overlap: float = Field(0.5, gt=0.0, le=1.0, description="IoU with the first box that is the same object")
+
+
+class PresenceRuleConfig(_RuleConfigBase):
+    type: Literal["presence"] = Field(description="presence: a confident detection in the zone is a violation")
+    repeat_every: Duration = Field(timedelta(minutes=10), description="Re-report the same object this often")
+    max_gap: Duration = Field(timedelta(hours=1), description="Unseen longer than this means it is gone")
+    min_overlap: float = Field(0.3, gt=0.0, le=1.0, description="IoU with the first box that is the same object")
+
+
+class PersistenceRuleConfig(_RuleConfigBase):
+    type: Literal["persistence"] = Field(
+        description="persistence: the object is at the same place in `visits` of the last `of` visits"
+    )
+    visits: int = Field(ge=1, description="Visits (k) of the last `of` that must show the object")
+    of: int = Field(ge=1, description="Number of recent visits (n) of the preset that are counted")
+    min_overlap: float = Field(0.3, gt=0.0, le=1.0, description="IoU between visits that is the same place")
+    repeat_every: Duration = Field(timedelta(0), description="Re-report a persisting object at most this often")
+
+    @model_validator(mode="after")
+    def _visits_within_of(self) -> PersistenceRuleConfig:
+        if self.visits > self.of:
+            raise ValueError(f"visits: {self.visits} must not exceed of ({self.of})")
+        return self
+
+
+class GroupRuleConfig(PersistenceRuleConfig):
+    type: Literal["group"] = Field(  # type: ignore[assignment]
+        description="group: objects of different classes stand together, persisting like `persistence`"
+    )
+    group_distance: float = Field(
+        1.0, ge=0.0, description="Largest gap between neighbouring boxes, in heights of the taller box"
+    )
+    min_members: int = Field(2, ge=2, description="Fewest boxes in a group")
+    min_classes: int = Field(2, ge=1, description="Fewest different classes in a group")
+
+    @model_validator(mode="after")
+    def _group_fits_classes(self) -> GroupRuleConfig:
+        if self.min_classes > len(set(self.classes)):
+            raise ValueError(f"min_classes: {self.min_classes} is more than the {len(set(self.classes))} classes")
+        if self.min_members < self.min_classes:
+            raise ValueError(f"min_members: {self.min_members} must be at least min_classes ({self.min_classes})")
+        return self
+
+
+RuleConfig = Annotated[
+    DwellRuleConfig | PresenceRuleConfig | PersistenceRuleConfig | GroupRuleConfig, Field(discriminator="type")
+]
+"""One rule; `type` picks which (dwell, presence, persistence, group)."""
+_RULE_TYPES = ("dwell", "presence", "persistence", "group")
 
 
 class ZoneConfig(Strict):
@@ -116,9 +177,49 @@ class ZoneConfig(Strict):
         return polygon
 
 
+class ScheduleConfig(Strict):
+    every: Duration = Field(description="A visit of this preset this often, e.g. 15m")
+    between: tuple[time, time] | None = Field(
+        None, description='Local daily window [start, end) for visits, e.g. ["07:00", "21:00"]; may wrap midnight'
+    )
+    timezone: str | None = Field(None, description="Timezone of `between` (default: serving.timezone)")
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, every: timedelta) -> timedelta:
+        if every <= timedelta(0):
+            raise ValueError(f"must be longer than zero, got {every}")
+        return every
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown timezone {name!r} (an IANA name such as Asia/Shanghai)") from None
+        return name
+
+
+class PtzConfig(Strict):
+    onvif: str = Field(description="ONVIF device service host:port of the camera")
+    user: str | None = Field(None, description="ONVIF user; write ${ENV_VAR}")
+    password: str | None = Field(None, description="ONVIF password; write ${ENV_VAR}, never the password itself")
+    profile: str | None = Field(None, description="Media profile token (default: the camera's first profile)")
+    move_timeout: Duration = Field(timedelta(seconds=20), description="Longest a move may take before it fails")
+
+
 class PresetConfig(Strict):
     token: str | None = Field(None, description="ONVIF preset token; none for a fixed camera")
     sample_every: Duration = Field(timedelta(seconds=2), description="Time between analysed frames")
+    samples: int = Field(5, ge=1, description="Frames analysed per visit, `sample_every` apart")
+    settle: Duration = Field(
+        timedelta(seconds=2), description="Wait after the camera reports still, before the first frame is taken"
+    )
+    schedule: ScheduleConfig | None = Field(
+        None, description="When to visit; none: visit again as soon as the camera is free (fixed cameras)"
+    )
     zones: dict[str, ZoneConfig] = Field(description="Zones of this preset, by name")
 
 
@@ -126,7 +227,18 @@ class CameraConfig(Strict):
     rtsp: str = Field(description="RTSP URL; put credentials in ${ENV_VARS}")
     detector: str = Field("default", description="Name of the detector (under `detectors:`) to use")
     location: tuple[float, float] | None = Field(None, description="[latitude, longitude] of the camera")
+    ptz: PtzConfig | None = Field(None, description="ONVIF PTZ control; none for a fixed camera")
     presets: dict[str, PresetConfig] = Field(min_length=1, description="Preset views; a fixed camera has one")
+
+    @model_validator(mode="after")
+    def _presets_fit_the_camera(self) -> CameraConfig:
+        if self.ptz is None and len(self.presets) != 1:
+            raise ValueError(f"presets: a camera without `ptz` has exactly one preset, got {len(self.presets)}")
+        if self.ptz is not None:
+            untokened = [name for name, preset in self.presets.items() if preset.token is None]
+            if untokened:
+                raise ValueError(f"presets: a PTZ camera's presets need a `token`; missing in {untokened}")
+        return self
 
 
 class ServingConfig(Strict):
@@ -139,6 +251,116 @@ class ServingConfig(Strict):
         1.0, gt=0.0, description="CPUs reserved per detector replica; all replicas must fit the Ray cluster"
     )
     timezone: str = Field("Asia/Shanghai", description="Timezone of rule windows and schedules")
+    fleet_replicas: int = Field(1, ge=1, description="Replicas of the camera fleet; cameras are sharded over them")
+    fleet_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved per camera-fleet replica")
+
+
+# -- cases: workflow times, accounts, webhooks, device events (issue 6) --------------------------------------
+
+
+def _default_stage_limits() -> dict[State, timedelta]:
+    return {
+        State.AUTO_FILED: timedelta(hours=2),
+        State.UNDER_REVIEW: timedelta(hours=24),
+        State.CONFIRMED: timedelta(hours=24),
+        State.DISPATCHED: timedelta(hours=72),
+        State.HANDLED: timedelta(hours=48),
+        State.REOPENED: timedelta(hours=24),
+    }
+
+
+class LifecycleConfig(Strict):
+    stage_limits: dict[State, Duration] = Field(
+        default_factory=_default_stage_limits,
+        description="How long a case may stay in each state before it is overdue; states left out have no limit",
+    )
+    cooldown: Duration = Field(
+        timedelta(hours=24),
+        description="After a case is closed or rejected, the same problem is filed anew only this much later",
+    )
+    evidence_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="COMPLIANCE retention of evidence objects in days (needs a bucket made with object lock); "
+        "none: versioning only",
+    )
+
+    def policy(self) -> LifecyclePolicy:
+        return LifecyclePolicy(stage_limits=dict(self.stage_limits), cooldown=self.cooldown)
+
+
+class AuthConfig(Strict):
+    token_ttl: Duration = Field(timedelta(hours=12), description="How long a login token stays valid")
+
+
+class WebhookTargetConfig(Strict):
+    url: str = Field(description="http(s) URL the events are POSTed to")
+    secret: str = Field(min_length=16, description="HMAC-SHA256 key shared with the receiver; write ${ENV_VAR}")
+    events: list[str] = Field(
+        default_factory=list,
+        description="Audit actions to send (file, review, confirm, reject, dispatch, handle, verify, close, "
+        "reopen, correct_kind, comment); empty: all",
+    )
+    timeout: Duration = Field(timedelta(seconds=5), description="HTTP timeout of one attempt")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        return url
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: list[str]) -> list[str]:
+        known = {"file", "correct_kind", "comment", *(action.value for action in Action)}
+        unknown = sorted(set(events) - known)
+        if unknown:
+            raise ValueError(f"unknown events {unknown}; known: {', '.join(sorted(known))}")
+        return events
+
+
+class WebhookConfig(Strict):
+    targets: dict[str, WebhookTargetConfig] = Field(default_factory=dict, description="Receivers by name")
+    first_retry: Duration = Field(timedelta(seconds=5), description="Delay before the first retry; doubles after")
+    max_backoff: Duration = Field(timedelta(hours=1), description="Longest delay between two attempts")
+    max_attempts: int = Field(12, ge=1, description="Attempts before a delivery is marked failed")
+    poll_every: Duration = Field(timedelta(seconds=1), description="How often new events are looked for")
+
+
+class DeviceKindConfig(Strict):
+    code: str = Field(pattern=r"^\d{5}$", description="Five-digit problem code filed for this kind")
+    name_zh: str = Field(description="Chinese name shown to inspectors")
+    name_en: str = Field(description="English name shown to inspectors")
+
+
+class DeviceConfig(Strict):
+    kinds: list[str] = Field(min_length=1, description="Kinds this device may report (under devices → kinds)")
+    location: tuple[float, float] | None = Field(None, description="[latitude, longitude] of the device")
+
+
+class DevicesConfig(Strict):
+    kinds: dict[str, DeviceKindConfig] = Field(
+        default_factory=dict, description="Problem kinds of non-camera devices (e.g. manhole_cover_tilt), by key"
+    )
+    devices: dict[str, DeviceConfig] = Field(
+        default_factory=dict, description="Registered devices by id; events from others are refused"
+    )
+
+    @model_validator(mode="after")
+    def _kinds_resolve(self) -> DevicesConfig:
+        problems = [
+            f"devices → {device_id} → kinds: no device kind {kind!r} (known: {', '.join(self.kinds) or 'none'})"
+            for device_id, device in self.devices.items()
+            for kind in device.kinds
+            if kind not in self.kinds
+        ]
+        clashes = sorted(set(self.kinds) & set(KINDS))
+        if clashes:
+            problems.append(f"kinds {clashes} are camera kinds of the taxonomy; give device kinds their own keys")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class CityConfig(Strict):
@@ -147,6 +369,10 @@ class CityConfig(Strict):
     rules: dict[str, RuleConfig] = Field(description="Rules by name; zones refer to them")
     cameras: dict[str, CameraConfig] = Field(description="Cameras by id")
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig, description="Case workflow times")
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API login settings")
+    webhooks: WebhookConfig = Field(default_factory=WebhookConfig, description="Events to outside case systems")
+    devices: DevicesConfig = Field(default_factory=DevicesConfig, description="Non-camera devices and their kinds")
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityConfig:
@@ -188,26 +414,48 @@ class CityConfig(Strict):
         return [
             WatchedZone(
                 Zone(name, tuple(zone.polygon)),
-                tuple(self.dwell_rule(rule) for rule in zone.rules),
+                tuple(self.rule(rule) for rule in zone.rules),
             )
             for name, zone in preset.zones.items()
         ]
 
-    def dwell_rule(self, name: str) -> DwellRule:
+    def rule(self, name: str) -> Rule:
+        """The rule `name` compiled into its vision object."""
         rule = self.rules[name]
         window = None
         if rule.active is not None:
             window = ActiveWindow(rule.active[0], rule.active[1], self.serving.timezone)
-        return DwellRule(
-            name=name,
-            kind=rule.kind,
-            classes=frozenset(rule.classes),
-            min_dwell=rule.min_dwell,
-            min_confidence=rule.min_confidence,
-            max_gap=rule.max_gap,
-            repeat_every=rule.repeat_every,
-            active=window,
-        )
+        common: dict[str, Any] = {
+            "name": name,
+            "kind": rule.kind,
+            "classes": frozenset(rule.classes),
+            "min_confidence": rule.min_confidence,
+            "active": window,
+        }
+        if isinstance(rule, DwellRuleConfig):
+            return DwellRule(
+                **common,
+                min_dwell=rule.min_dwell,
+                max_gap=rule.max_gap,
+                repeat_every=rule.repeat_every,
+                identity=rule.identity,
+                min_overlap=rule.min_overlap,
+            )
+        if isinstance(rule, PresenceRuleConfig):
+            return PresenceRule(
+                **common, repeat_every=rule.repeat_every, max_gap=rule.max_gap, min_overlap=rule.min_overlap
+            )
+        visits: dict[str, Any] = {"visits": rule.visits, "of": rule.of, "min_overlap": rule.min_overlap}
+        if isinstance(rule, GroupRuleConfig):
+            return GroupRule(
+                **common,
+                **visits,
+                repeat_every=rule.repeat_every,
+                group_distance=rule.group_distance,
+                min_members=rule.min_members,
+                min_classes=rule.min_classes,
+            )
+        return PersistenceRule(**common, **visits, repeat_every=rule.repeat_every)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -247,7 +495,10 @@ def parse_config(data: Any, *, source: str = "<config>") -> CityConfig:
     except ValidationError as error:
         lines = []
         for problem in error.errors():
-            where = " → ".join(str(part) for part in problem["loc"]) or "(top level)"
+            loc = list(problem["loc"])
+            if len(loc) > 2 and loc[0] == "rules" and loc[2] in _RULE_TYPES:
+                del loc[2]  # the union's tag (rules → r → dwell → min_dwell): the field is rules → r → min_dwell
+            where = " → ".join(str(part) for part in loc) or "(top level)"
             lines.append(f"  {where}: {problem['msg']}")
         raise ConfigError(f"{source}: {error.error_count()} problem(s)\n" + "\n".join(lines)) from None
 

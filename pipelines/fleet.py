@@ -1,89 +1,208 @@
-"""A fleet: the patrols of a set of cameras, built from the config and run as asyncio tasks.
+"""A fleet: the patrols of one shard of the city's cameras, run as asyncio tasks and changed by config diffs.
 
 Plain Python, no Ray: a Serve replica wraps one fleet (its shard of the cameras); tests drive it directly.
+
+Sharding is rendezvous (highest-random-weight) hashing: a camera belongs to the replica with the highest
+`hash(camera, replica)`. The same number of replicas always gives the same assignment (no hopping on
+redeploys), and going from n to n+1 replicas moves only the ~1/(n+1) of cameras the new replica wins.
+`Fleet.apply(config)` starts the cameras that are new (or newly owned), stops those that are gone, restarts
+those whose config changed, and leaves every other camera's patrol running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from citywatch.cases.filing import CaseFiler
 from citywatch.pipelines.camera import RtspReader, redact
 from citywatch.pipelines.config import CityConfig
-from citywatch.pipelines.patrol import Detect, FixedCameraPatrol, Sink
+from citywatch.pipelines.patrol import CameraPatrol, Detect, FrameSource, PresetVisit, Sink
+from citywatch.pipelines.ptz import OnvifPtz, PtzControl
+from citywatch.pipelines.schedule import CameraLeases, Clock, Schedule, SystemClock
 from citywatch.vision.scene import PresetScene
 
 log = logging.getLogger(__name__)
 
 
-class Fleet:
-    def __init__(self, patrols: Iterable[FixedCameraPatrol], *, filer: CaseFiler | None = None) -> None:
-        self.patrols = {patrol.camera_id: patrol for patrol in patrols}
-        self.filer = filer
-        self._tasks: list[asyncio.Task[None]] = []
+def _weight(camera_id: str, replica: int) -> int:
+    digest = hashlib.blake2b(f"{camera_id}\x1f{replica}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
-    @classmethod
-    def from_config(
-        cls,
-        config: CityConfig,
-        camera_ids: Iterable[str],
+
+def shard_owner(camera_id: str, replicas: int) -> int:
+    """The replica (0..replicas-1) that patrols `camera_id`: rendezvous hashing."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
+    return max(range(replicas), key=lambda replica: _weight(camera_id, replica))
+
+
+def shard(camera_ids: Iterable[str], rank: int, replicas: int) -> list[str]:
+    """The cameras replica `rank` of `replicas` patrols."""
+    return [camera_id for camera_id in camera_ids if shard_owner(camera_id, replicas) == rank]
+
+
+@dataclass(frozen=True)
+class FleetChange:
+    started: list[str]
+    stopped: list[str]
+    restarted: list[str]
+    unchanged: list[str]
+
+
+ReaderFactory = Callable[[str, str], FrameSource]
+PtzFactory = Callable[[str, CityConfig], PtzControl | None]
+
+
+def default_ptz(camera_id: str, config: CityConfig) -> PtzControl | None:
+    ptz = config.cameras[camera_id].ptz
+    if ptz is None:
+        return None
+    return OnvifPtz(camera_id, ptz.onvif, user=ptz.user, password=ptz.password, profile=ptz.profile)
+
+
+class Fleet:
+    def __init__(
+        self,
         *,
         detect_for: Callable[[str], Detect],
         sink: Sink,
         filer: CaseFiler | None = None,
         model_versions: dict[str, str] | None = None,
-    ) -> Fleet:
-        """Patrols for `camera_ids`; `detect_for(detector_name)` gives the detect call of each detector."""
-        versions = model_versions or {}
-        patrols = []
-        for camera_id in camera_ids:
-            camera = config.cameras[camera_id]
-            if len(camera.presets) != 1:
-                raise NotImplementedError(
-                    f"camera {camera_id!r}: PTZ patrols over several presets are not implemented yet; "
-                    "give a fixed camera exactly one preset"
-                )
-            ((preset_id, preset),) = camera.presets.items()
+        rank: int = 0,
+        replicas: int = 1,
+        clock: Clock | None = None,
+        reader_factory: ReaderFactory = RtspReader,
+        ptz_factory: PtzFactory = default_ptz,
+    ) -> None:
+        self.detect_for = detect_for
+        self.sink = sink
+        self.filer = filer
+        self.model_versions = model_versions or {}
+        self.rank = rank
+        self.replicas = replicas
+        self.clock: Clock = clock or SystemClock()
+        self.reader_factory = reader_factory
+        self.ptz_factory = ptz_factory
+        self.leases = CameraLeases()
+        self.patrols: dict[str, CameraPatrol] = {}
+        self._signatures: dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._spool_task: asyncio.Task[None] | None = None
+        self._config: CityConfig | None = None
+
+    def owns(self, camera_id: str) -> bool:
+        return shard_owner(camera_id, self.replicas) == self.rank
+
+    def build_patrol(self, config: CityConfig, camera_id: str) -> CameraPatrol:
+        camera = config.cameras[camera_id]
+        presets = []
+        for preset_id, preset in camera.presets.items():
             scene = PresetScene(
                 camera_id,
                 preset_id,
                 config.watched_zones(camera_id, preset_id),
-                model_version=versions.get(camera.detector, ""),
+                model_version=self.model_versions.get(camera.detector, ""),
             )
-            patrols.append(
-                FixedCameraPatrol(
-                    RtspReader(camera_id, camera.rtsp),
+            schedule = Schedule()
+            if preset.schedule is not None:
+                schedule = Schedule(
+                    preset.schedule.every,
+                    preset.schedule.between,
+                    preset.schedule.timezone or config.serving.timezone,
+                )
+            presets.append(
+                PresetVisit(
+                    preset_id,
                     scene,
+                    token=preset.token,
+                    schedule=schedule,
+                    samples=preset.samples,
                     sample_every=preset.sample_every.total_seconds(),
-                    detect=detect_for(camera.detector),
-                    sink=sink,
+                    settle=preset.settle.total_seconds(),
                 )
             )
-        return cls(patrols, filer=filer)
+        return CameraPatrol(
+            self.reader_factory(camera_id, camera.rtsp),
+            presets,
+            detect=self.detect_for(camera.detector),
+            sink=self.sink,
+            ptz=self.ptz_factory(camera_id, config),
+            clock=self.clock,
+            move_timeout=camera.ptz.move_timeout.total_seconds() if camera.ptz else 20.0,
+            leases=self.leases,
+        )
 
-    def start(self) -> None:
-        """Open every camera and start its patrol loop (call from the running event loop)."""
-        loop = asyncio.get_running_loop()
-        for patrol in self.patrols.values():
-            patrol.reader.start()
-            self._tasks.append(loop.create_task(patrol.run(), name=f"patrol-{patrol.camera_id}"))
-        if self.filer is not None:
-            self._tasks.append(loop.create_task(self._drain_spool_forever(), name="spool-drain"))
-        log.info("fleet started: %d camera(s)", len(self.patrols))
+    async def apply(self, config: CityConfig, *, rank: int | None = None, replicas: int | None = None) -> FleetChange:
+        """Make the running patrols match `config` (and this replica's shard); untouched cameras keep running."""
+        self.rank = self.rank if rank is None else rank
+        self.replicas = self.replicas if replicas is None else replicas
+        self._config = config
+        wanted = {camera_id: _signature(config, camera_id) for camera_id in config.cameras if self.owns(camera_id)}
+        stopped = [c for c in self.patrols if c not in wanted]
+        restarted = [c for c in self.patrols if c in wanted and self._signatures[c] != wanted[c]]
+        started = [c for c in wanted if c not in self.patrols]
+        unchanged = [c for c in self.patrols if c in wanted and self._signatures[c] == wanted[c]]
+        await self._stop_patrols(stopped + restarted)
+        for camera_id in restarted + started:
+            try:
+                self.patrols[camera_id] = self.build_patrol(config, camera_id)
+            except Exception:  # one camera's bad setup must not keep the others from starting
+                log.exception("camera %s: cannot build its patrol", camera_id)
+                continue
+            self._signatures[camera_id] = wanted[camera_id]
+            self._start(camera_id)
+        if stopped or restarted or started:
+            log.info(
+                "fleet %d/%d: %d camera(s); started %s, restarted %s, stopped %s",
+                self.rank, self.replicas, len(self.patrols), started, restarted, stopped,
+            )  # fmt: skip
+        return FleetChange(started, stopped, restarted, unchanged)
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    def _start(self, camera_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.patrols[camera_id].run(), name=f"patrol-{camera_id}")
+        task.add_done_callback(lambda t, c=camera_id: self._ended(c, t))  # type: ignore[misc]
+        self._tasks[camera_id] = task
+
+    def _ended(self, camera_id: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("camera %s: patrol ended: %r", camera_id, task.exception())
+
+    def start_spool(self) -> None:
+        """Drain the evidence spool in the background (call from the running event loop)."""
+        if self.filer is not None and self._spool_task is None:
+            self._spool_task = asyncio.get_running_loop().create_task(self._drain_spool_forever())
+
+    async def _stop_patrols(self, camera_ids: list[str]) -> None:
+        tasks = [self._tasks.pop(c) for c in camera_ids if c in self._tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks.clear()
-        await asyncio.gather(*(asyncio.to_thread(p.reader.stop) for p in self.patrols.values()))
+        for camera_id in camera_ids:
+            patrol = self.patrols.pop(camera_id, None)
+            self._signatures.pop(camera_id, None)
+            if patrol is not None:
+                await asyncio.to_thread(patrol.reader.stop)
+                close = getattr(patrol.ptz, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        await close()
+
+    async def stop(self) -> None:
+        await self._stop_patrols(list(self.patrols))
+        if self._spool_task is not None:
+            self._spool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._spool_task
+            self._spool_task = None
 
     def health(self) -> list[dict[str, Any]]:
         """Per camera: stream health and patrol counters, JSON-ready."""
@@ -97,8 +216,9 @@ class Fleet:
                     **camera,
                     "camera_id": camera_id,
                     "url": redact(patrol.reader.url),
-                    "preset_id": patrol.scene.preset_id,
-                    "patrol": asdict(patrol.stats),
+                    "ptz": patrol.ptz is not None,
+                    "replica": self.rank,
+                    "patrol": patrol.health(),
                 }
             )
         return report
@@ -114,3 +234,20 @@ class Fleet:
                 continue
             if uploaded:
                 log.info("uploaded %d spooled evidence object(s)", uploaded)
+
+
+def _signature(config: CityConfig, camera_id: str) -> str:
+    """Everything a camera's patrol is built from; a change restarts that camera only."""
+    camera = config.cameras[camera_id]
+    rules = sorted(
+        {rule for preset in camera.presets.values() for zone in preset.zones.values() for rule in zone.rules}
+    )
+    return json.dumps(
+        {
+            "camera": camera.model_dump(mode="json"),
+            "rules": {name: config.rules[name].model_dump(mode="json") for name in rules},
+            "detector": config.detectors[camera.detector].model_dump(mode="json"),
+            "timezone": config.serving.timezone,
+        },
+        sort_keys=True,
+    )

@@ -12,11 +12,27 @@ from citywatch.serving import deployments
 # `@serve.deployment` turns each class into a Deployment; Ray's stubs do not say so.
 Detector = cast(Deployment, deployments.Detector)
 CameraFleet = cast(Deployment, deployments.CameraFleet)
+FleetHealthBoard = cast(Deployment, deployments.FleetHealthBoard)
 Api = cast(Deployment, deployments.Api)
 
 
+def fleet_deployment(config: CityConfig) -> Deployment:
+    """The camera fleet, sharded over `serving.fleet_replicas`, with the city config as its user_config."""
+    serving = config.serving
+    return CameraFleet.options(
+        num_replicas=serving.fleet_replicas,
+        user_config={"config": config.model_dump(mode="json")},
+        ray_actor_options={"num_cpus": serving.fleet_cpus},
+    )
+
+
 def build_app(config: CityConfig) -> Application:
-    """Detectors (one deployment per configured model) ← camera fleet ← HTTP ingress."""
+    """Detectors (one deployment per configured model) ← camera fleet (sharded) ← HTTP ingress.
+
+    The fleet gets the config as `user_config`; `CameraFleet.reconfigure` applies it with `Fleet.apply`, so
+    when Serve updates running replicas in place only the changed cameras restart. (`serve.run` of a rebuilt
+    app still replaced the replicas in our test; `serve deploy` with a config file is Serve's in-place path.)
+    """
     serving = config.serving
     detectors = {
         name: Detector.options(
@@ -28,5 +44,6 @@ def build_app(config: CityConfig) -> Application:
         ).bind(name, detector, serving.max_batch_size, serving.batch_wait_s)
         for name, detector in config.detectors.items()
     }
-    fleet = CameraFleet.bind(config, detectors)
+    board = FleetHealthBoard.bind()
+    fleet = fleet_deployment(config).bind(detectors, board)
     return Api.bind(config, fleet, detectors)

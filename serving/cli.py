@@ -15,9 +15,17 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from citywatch.pipelines.config import CityConfig, ConfigError, load_config
+from citywatch.serving.ml_commands import register as register_ml_commands
+from citywatch.serving.users_cli import users_app
 
 app = typer.Typer(help="citywatch: city cameras → YOLO → rules → enforcement cases.", no_args_is_help=True)
 console = Console()
+
+# Accounts of the case API (issue 6): `citywatch users add|list|api-key`.
+app.add_typer(users_app, name="users")
+
+# Retraining (issue 8): `citywatch datasets build|stats`, `train`, `evaluate`, `models list|add|promote|rollback`.
+register_ml_commands(app)
 
 
 def _logging(verbose: bool) -> None:

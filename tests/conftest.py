@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from citywatch.serving.stack.postgres import PostgresServer, postgres_available
 from citywatch.serving.stack.rtsp import RtspServer, rtsp_available
 from citywatch.serving.stack.s3 import S3Endpoint, S3Server
 
@@ -85,3 +87,31 @@ def rtsp_server_factory(tmp_path: Path) -> Iterator[RtspFactory]:
     finally:
         for server in servers:
             server.stop()
+
+
+# -- PostgreSQL (issue 6: the case store runs its suite on SQLite and on PostgreSQL) --------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running PostgreSQL cluster (Debian's package); ``create_database()`` gives a test its own database."""
+    if reason := postgres_available():
+        pytest.skip(reason)
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh case database: a SQLite file, then a PostgreSQL database: tests using it run on both."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nested' / 'cases.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(str(sa.make_url(url).database))

@@ -44,7 +44,10 @@ _NMS_BLOCK_ELEMENTS = 1 << 21
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a frame was fitted into the network input: frame pixel × scale + pad = input pixel."""
+    """How a frame was fitted into the network input: resized by `scale` (each side rounded), then padded.
+
+    Per axis, input pixel = frame pixel × round(side·scale)/side + pad.
+    """
 
     scale: float
     """Input pixels per frame pixel (Ultralytics' `gain`)."""
@@ -129,7 +132,11 @@ def unletterbox_boxes(xyxy: np.ndarray, lb: Letterbox, image_shape: tuple[int, .
     h, w = int(image_shape[0]), int(image_shape[1])
     out = np.array(boxes, dtype=np.promote_types(boxes.dtype, np.float32), copy=True)
     out -= np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], dtype=out.dtype)
-    out /= out.dtype.type(lb.scale)
+    # The picture was resized to round(w·scale) × round(h·scale) pixels, so the exact inverse divides each axis by
+    # its own ratio, not by `scale` (854×480 → 640×360: y by 0.75, not 0.7494, or boxes sit 0.3 px too low at
+    # the bottom). Ultralytics' scale_boxes does the same (checked against 8.4.190).
+    gain_x, gain_y = max(round(w * lb.scale), 1) / w, max(round(h * lb.scale), 1) / h
+    out /= np.array([gain_x, gain_y, gain_x, gain_y], dtype=out.dtype)
     # Clip x to [0, w] and y to [0, h], as Ultralytics' clip_boxes does.
     np.clip(out, 0, np.array([w, h, w, h], dtype=out.dtype), out=out)
     return out

@@ -45,40 +45,74 @@ def annotate(violation: Violation) -> np.ndarray:
     zone_color = sv.Color.from_hex("#ffd400")
     image = sv.draw_filled_polygon(image, violation.zone_polygon, color=zone_color, opacity=0.2)
     image = sv.draw_polygon(image, violation.zone_polygon, color=zone_color, thickness=thickness)
-    detections = sv.Detections(
-        xyxy=np.array([violation.box], dtype=float),
-        confidence=np.array([violation.confidence]),
-        class_id=np.array([0]),
-    )
-    red = sv.ColorPalette([sv.Color.from_hex("#e8112d")])
-    image = sv.BoxAnnotator(color=red, thickness=thickness).annotate(image, detections)
-    label = f"{violation.class_name} {violation.confidence:.2f} | {violation.dwell_seconds / 60:.1f} min"
+    red = sv.Color.from_hex("#e8112d")
     labeler = sv.LabelAnnotator(
-        color=red,
+        color=sv.ColorPalette([red]),
         text_scale=text_scale,
         text_thickness=max(1, thickness // 2),
         text_padding=max(4, thickness * 2),
         smart_position=True,  # keeps the label inside the frame
     )
-    image = labeler.annotate(image, detections, labels=[label])
+    if violation.members:
+        # A group: every member box with its own label, and the group's outline in the zone colour.
+        image = sv.draw_rectangle(image, sv.Rect.from_xyxy(violation.box), zone_color, thickness)
+        members = sv.Detections(
+            xyxy=np.array([m.box for m in violation.members], dtype=float),
+            confidence=np.array([m.confidence for m in violation.members]),
+            class_id=np.zeros(len(violation.members), dtype=int),
+        )
+        image = sv.BoxAnnotator(color=sv.ColorPalette([red]), thickness=thickness).annotate(image, members)
+        labels = [f"{m.class_name} {m.confidence:.2f}" for m in violation.members]
+        labels[0] = f"{labels[0]} | {_how_long(violation)}"
+        image = labeler.annotate(image, members, labels=labels)
+    else:
+        detections = sv.Detections(
+            xyxy=np.array([violation.box], dtype=float),
+            confidence=np.array([violation.confidence]),
+            class_id=np.array([0]),
+        )
+        image = sv.BoxAnnotator(color=sv.ColorPalette([red]), thickness=thickness).annotate(image, detections)
+        label = f"{violation.class_name} {violation.confidence:.2f} | {_how_long(violation)}"
+        image = labeler.annotate(image, detections, labels=[label])
     return _banner(image, violation, text_scale, max(1, thickness // 2))
 
 
+def _how_long(violation: Violation) -> str:
+    """How long it has been there: minutes of dwell, and visits for rules judged across visits."""
+    seconds = violation.dwell_seconds
+    duration = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    if violation.seen_in is None:
+        return duration
+    return f"{violation.seen_in[0]}/{violation.seen_in[1]} visits, {duration}"
+
+
 def _banner(image: np.ndarray, violation: Violation, text_scale: float, text_thickness: int) -> np.ndarray:
-    """One dark line across the top: code, kind, camera, zone and UTC time (Hershey fonts have no CJK glyphs)."""
+    """A dark band across the top: code, kind, camera, zone and UTC time (Hershey fonts have no CJK glyphs).
+
+    One line when it fits the width; otherwise two (what and when; where), shrunk only if a line still overflows,
+    so a long camera id never pushes the time out of a 640-pixel frame.
+    """
     entry = taxonomy_kind(violation.kind)
     when = violation.last_seen.strftime("%Y-%m-%d %H:%M:%S UTC")
     preset = f"/{violation.preset_id}" if violation.preset_id else ""
-    text = f"{entry.code} {entry.name_en} | {violation.camera_id}{preset} | {violation.zone} | {when}"
-    (_, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, text_scale, text_thickness)
-    height = text_height + baseline + 12
+    what, where = f"{entry.code} {entry.name_en}", f"{violation.camera_id}{preset} | {violation.zone}"
+    font, room = cv2.FONT_HERSHEY_SIMPLEX, image.shape[1] - 16
+
+    def width(line: str) -> int:
+        return int(cv2.getTextSize(line, font, text_scale, text_thickness)[0][0])
+
+    lines = [f"{what} | {where} | {when}"]
+    if width(lines[0]) > room:
+        lines = [f"{what} | {when}", where]
+        text_scale *= min(1.0, room / max(width(line) for line in lines))
+    (_, text_height), baseline = cv2.getTextSize(lines[0], font, text_scale, text_thickness)
+    step = text_height + baseline + 6
     overlay = image.copy()
-    cv2.rectangle(overlay, (0, 0), (image.shape[1], height), (24, 24, 24), thickness=-1)
+    cv2.rectangle(overlay, (0, 0), (image.shape[1], step * len(lines) + 6), (24, 24, 24), thickness=-1)
     image = cv2.addWeighted(overlay, 0.75, image, 0.25, 0)
-    cv2.putText(
-        image, text, (8, 6 + text_height), cv2.FONT_HERSHEY_SIMPLEX, text_scale, (255, 255, 255), text_thickness,
-        cv2.LINE_AA,
-    )  # fmt: skip
+    for row, line in enumerate(lines):
+        origin = (8, 6 + text_height + row * step)
+        cv2.putText(image, line, origin, font, text_scale, (255, 255, 255), text_thickness, cv2.LINE_AA)
     return image
 
 
@@ -118,6 +152,11 @@ def sidecar(violation: Violation) -> bytes:
         "last_seen": violation.last_seen.isoformat(),
         "dwell_seconds": round(violation.dwell_seconds, 1),
         "model_version": violation.model_version,
+        "seen_in_visits": list(violation.seen_in) if violation.seen_in is not None else None,
+        "members": [
+            {"class_name": m.class_name, "confidence": round(m.confidence, 4), "box_xyxy": [round(v, 1) for v in m.box]}
+            for m in violation.members
+        ],
     }
     return json.dumps(facts, ensure_ascii=False, indent=2).encode("utf-8")
 

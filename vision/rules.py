@@ -1,22 +1,42 @@
-"""Rules: when does an object in a zone become a violation.
+"""Rules: when do objects in a zone become a violation.
 
-A rule is a frozen description (`DwellRule`); its state for one zone of one preset lives in a `DwellState`.
-Time always comes from the frame, so a recorded sequence replays to the same violations.
+A rule is a frozen description; its state for one zone of one preset lives beside it:
+
+| rule | fires when | judged | state |
+|---|---|---|---|
+| `DwellRule` (track) | a ByteTrack track stays `min_dwell` | per frame, in a visit | `dwell.DwellState` |
+| `DwellRule` (overlap) | a box stays where it was first seen | per frame, across visits | `dwell.OverlapState` |
+| `PresenceRule` | a confident detection is in the zone | per frame | `dwell.OverlapState` |
+| `PersistenceRule` | an object is seen in k of the last n visits | at visit end | `persistence.VisitState` |
+| `GroupRule` | different classes stand together in k of n visits | at visit end | `persistence.VisitState` |
+
+Which detector classes count is configuration (`classes`), so a fine-tuned model with new classes plugs in
+without code changes. Time always comes from the frame, so a recorded sequence replays to the same violations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import cast
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import supervision as sv
 
-from citywatch.vision.frame import Frame
 from citywatch.vision.taxonomy import kind as taxonomy_kind
-from citywatch.vision.violation import Violation
+
+__all__ = [
+    "ActiveWindow",
+    "DwellRule",
+    "GroupRule",
+    "PersistenceRule",
+    "PresenceRule",
+    "Rule",
+    "VisitRule",
+]
+
+Identity = Literal["track", "overlap"]
 
 
 @dataclass(frozen=True)
@@ -34,30 +54,27 @@ class ActiveWindow:
         return local >= self.start or local < self.end
 
 
-@dataclass(frozen=True)
-class DwellRule:
-    """An object of one of `classes` stays in the zone for at least `min_dwell`."""
+@dataclass(frozen=True, kw_only=True)
+class _RuleBase:
+    """What every rule has: a name, the kind it files, the classes it looks at, and when it runs."""
 
     name: str
     kind: str
     """Taxonomy key of the violation this rule files."""
     classes: frozenset[str]
-    min_dwell: timedelta
+    """Detector class names that count (configuration: a fine-tuned model's own names plug in here)."""
     min_confidence: float = 0.25
-    max_gap: timedelta = timedelta(seconds=30)
-    """An object unseen for longer than this has left; if it comes back, its dwell starts again."""
-    repeat_every: timedelta = timedelta(minutes=1)
-    """While the object stays, report it again this often, so its open case keeps its last-seen time."""
     active: ActiveWindow | None = None
 
     def __post_init__(self) -> None:
         taxonomy_kind(self.kind)  # raises with the list of known kinds
         if not self.classes:
             raise ValueError(f"rule {self.name!r}: classes must not be empty")
-        if self.min_dwell < timedelta(0) or self.max_gap <= timedelta(0):
-            raise ValueError(f"rule {self.name!r}: min_dwell must be >= 0 and max_gap > 0")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"rule {self.name!r}: min_confidence must be in [0, 1]; got {self.min_confidence}")
+
+    def is_active(self, moment: datetime) -> bool:
+        return self.active is None or self.active.contains(moment)
 
     def select(self, detections: sv.Detections) -> np.ndarray:
         """Boolean mask of the detections this rule looks at (class and confidence)."""
@@ -71,97 +88,136 @@ class DwellRule:
         return wanted & (confidence >= self.min_confidence)
 
 
-@dataclass
-class _Stay:
-    first_seen: datetime
-    last_seen: datetime
-    box: tuple[float, float, float, float]
-    class_name: str
-    confidence: float
-    reported_at: datetime | None = None
+def _check_overlap(name: str, min_overlap: float) -> None:
+    if not 0.0 < min_overlap <= 1.0:
+        raise ValueError(f"rule {name!r}: min_overlap must be in (0, 1]; got {min_overlap}")
 
 
-@dataclass
-class DwellState:
-    """One dwell rule watching one zone: remembers each tracked object's stay.
+@dataclass(frozen=True, kw_only=True)
+class DwellRule(_RuleBase):
+    """An object of one of `classes` stays in the zone for at least `min_dwell`.
 
-    A stay starts at the first sample where the tracker confirms the object (ByteTrack confirms on the second
-    sighting), so the dwell is measured conservatively: a case is never filed early.
+    `identity` says how "the same object" is recognised from one sample to the next:
+    - ``track``: ByteTrack ids. Right at video-like rates within one visit; the tracker restarts with every
+      visit (the camera was elsewhere), so a dwell never spans visits.
+    - ``overlap``: the object's box overlaps the box where it was first seen by at least `min_overlap` (IoU).
+      No motion model, so it holds at patrol rates (seconds between samples) and across visits of a PTZ
+      preset, which comes back to the same view: set `max_gap` longer than the patrol interval and a car
+      parked through every visit is one ongoing violation. A car creeping in a queue drifts off its first box
+      and starts again, so it never "dwells"; a spot that cars of a moving lane pass one after another is
+      missed in the samples between them, and more than `max_missed` misses in a row end the stay. It cannot
+      tell two look-alike objects that trade the same spot between two samples.
     """
 
-    rule: DwellRule
-    zone: str
-    zone_polygon: np.ndarray
-    model_version: str = ""
-    _stays: dict[int, _Stay] = field(default_factory=dict)
+    min_dwell: timedelta
+    max_gap: timedelta = timedelta(seconds=30)
+    """An object unseen for longer than this has left; if it comes back, its dwell starts again."""
+    repeat_every: timedelta = timedelta(minutes=1)
+    """While the object stays, report it again this often, so its open case keeps its last-seen time."""
+    identity: Identity = "track"
+    min_overlap: float = 0.5
+    """IoU with the first box that still counts as the same object (identity ``overlap`` only)."""
+    max_missed: int | None = 3
+    """Consecutive samples without the object that end its stay (identity ``overlap`` only; None: only max_gap).
+    Occlusion by passing traffic lasts a few samples; a free spot stays free."""
 
-    def update(self, frame: Frame, detections: sv.Detections) -> list[Violation]:
-        """Feed the tracked detections inside the zone (any class); returns the violations that fire now."""
-        now = frame.captured_at
-        if self.rule.active is not None and not self.rule.active.contains(now):
-            self._stays.clear()  # outside its hours a rule sees nothing; a stay starts again at opening
-            return []
-        if detections.tracker_id is None:
-            raise ValueError(f"rule {self.rule.name!r}: detections must be tracked (tracker_id is None)")
-        chosen = cast(sv.Detections, detections[self.rule.select(detections)])
-        self._forget_departed(now)  # first: an object back after a long gap starts a new stay
-        self._remember(now, chosen)
-        return self._fire(frame)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_missed is not None and self.max_missed < 0:
+            raise ValueError(f"rule {self.name!r}: max_missed must be >= 0 or None; got {self.max_missed}")
+        if self.min_dwell < timedelta(0) or self.max_gap <= timedelta(0):
+            raise ValueError(f"rule {self.name!r}: min_dwell must be >= 0 and max_gap > 0")
+        if self.identity not in ("track", "overlap"):
+            raise ValueError(f"rule {self.name!r}: identity must be 'track' or 'overlap'; got {self.identity!r}")
+        _check_overlap(self.name, self.min_overlap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PresenceRule(_RuleBase):
+    """A confident detection of one of `classes` in the zone is a violation at once (garbage, overflow).
+
+    The same object (box overlapping where it was first seen) is reported again only every `repeat_every`,
+    and is remembered for `max_gap` after it was last seen, so a pile seen in every visit is one ongoing
+    violation.
+    """
+
+    repeat_every: timedelta = timedelta(minutes=10)
+    max_gap: timedelta = timedelta(hours=1)
+    min_overlap: float = 0.3
+    """IoU with the first box that still counts as the same object (piles change shape a little)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_gap <= timedelta(0) or self.repeat_every < timedelta(0):
+            raise ValueError(f"rule {self.name!r}: max_gap must be > 0 and repeat_every >= 0")
+        _check_overlap(self.name, self.min_overlap)
 
     @property
-    def watching(self) -> int:
-        return len(self._stays)
+    def min_dwell(self) -> timedelta:
+        return timedelta(0)
 
-    def _remember(self, now: datetime, detections: sv.Detections) -> None:
-        names = detections.data["class_name"] if len(detections) else []
-        assert detections.tracker_id is not None
-        for box, confidence, track_id, name in zip(
-            detections.xyxy, _confidence_or_ones(detections), detections.tracker_id, names, strict=True
-        ):
-            xyxy = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-            stay = self._stays.get(int(track_id))
-            if stay is None:
-                self._stays[int(track_id)] = _Stay(now, now, xyxy, str(name), float(confidence))
-            else:
-                stay.last_seen, stay.box, stay.class_name = now, xyxy, str(name)
-                stay.confidence = float(confidence)
+    @property
+    def max_missed(self) -> int | None:
+        """A pile hidden behind a parked van for a while is still the same pile: only `max_gap` ends it."""
+        return None
 
-    def _forget_departed(self, now: datetime) -> None:
-        for track_id in [t for t, stay in self._stays.items() if now - stay.last_seen > self.rule.max_gap]:
-            del self._stays[track_id]
 
-    def _fire(self, frame: Frame) -> list[Violation]:
-        now = frame.captured_at
-        fired = []
-        entry = taxonomy_kind(self.rule.kind)
-        for track_id, stay in self._stays.items():
-            # Only report objects seen in this very frame: the evidence must show them.
-            if stay.last_seen != now or now - stay.first_seen < self.rule.min_dwell:
-                continue
-            if stay.reported_at is not None and now - stay.reported_at < self.rule.repeat_every:
-                continue
-            stay.reported_at = now
-            fired.append(
-                Violation(
-                    kind=entry.key,
-                    code=entry.code,
-                    rule=self.rule.name,
-                    zone=self.zone,
-                    class_name=stay.class_name,
-                    confidence=stay.confidence,
-                    box=stay.box,
-                    first_seen=stay.first_seen,
-                    last_seen=stay.last_seen,
-                    frame=frame,
-                    zone_polygon=self.zone_polygon,
-                    track_id=track_id,
-                    model_version=self.model_version,
-                )
+@dataclass(frozen=True, kw_only=True)
+class PersistenceRule(_RuleBase):
+    """An object of one of `classes` is seen at the same place in at least `visits` of the last `of` visits.
+
+    Judged at the end of each visit of the preset (see `PresetScene.begin_visit`), because garbage piles and
+    stalls are judged across visits minutes apart, not frame to frame. "The same place" is a box overlapping
+    (IoU ≥ `min_overlap`) the object's last box; classes are interchangeable within the rule. A visit counts
+    as "seen" when any of its frames shows the object; it fires on a visit that shows it.
+    """
+
+    visits: int
+    of: int
+    min_overlap: float = 0.3
+    repeat_every: timedelta = timedelta(0)
+    """Report a persisting object at most this often (0: at every visit that still shows it)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.visits <= self.of:
+            raise ValueError(f"rule {self.name!r}: need 1 <= visits <= of; got visits={self.visits}, of={self.of}")
+        if self.repeat_every < timedelta(0):
+            raise ValueError(f"rule {self.name!r}: repeat_every must be >= 0; got {self.repeat_every}")
+        _check_overlap(self.name, self.min_overlap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupRule(PersistenceRule):
+    """Combination evidence: objects of `classes` standing together persist across visits.
+
+    For kinds the COCO model cannot see directly: a street stall is umbrellas, tables and chairs that stay
+    together on a sidewalk. Two detections are neighbours when the gap between their boxes is at most
+    `group_distance` × the taller box's height (a perspective-independent distance); a group is a connected
+    set of neighbours with at least `min_members` boxes of at least `min_classes` different classes. The
+    group's union box then has to persist like a `PersistenceRule` object.
+    """
+
+    group_distance: float = 1.0
+    min_members: int = 2
+    min_classes: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_distance < 0:
+            raise ValueError(f"rule {self.name!r}: group_distance must be >= 0; got {self.group_distance}")
+        if not 1 <= self.min_classes <= len(self.classes):
+            raise ValueError(
+                f"rule {self.name!r}: min_classes must be in [1, {len(self.classes)}] (the number of classes); "
+                f"got {self.min_classes}"
             )
-        return fired
+        if self.min_members < max(2, self.min_classes):
+            raise ValueError(
+                f"rule {self.name!r}: min_members must be >= 2 and >= min_classes ({self.min_classes}); "
+                f"got {self.min_members}"
+            )
 
 
-def _confidence_or_ones(detections: sv.Detections) -> np.ndarray:
-    if detections.confidence is None:
-        return np.ones(len(detections), dtype=float)
-    return detections.confidence
+VisitRule = PersistenceRule | GroupRule
+"""Rules decided at the end of a visit."""
+Rule = DwellRule | PresenceRule | PersistenceRule | GroupRule

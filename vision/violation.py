@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 
 from citywatch.vision.frame import Frame
+
+
+class Member(NamedTuple):
+    """One object of a group violation (combination evidence: umbrella + table + chairs)."""
+
+    class_name: str
+    confidence: float
+    box: tuple[float, float, float, float]
+    """xyxy in pixels of the violation's frame."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,7 +42,12 @@ class Violation:
     zone_polygon: np.ndarray
     """N×2 int32 pixel polygon of the zone in `frame`, for drawing."""
     track_id: int | None = None
+    """Id of the object within its rule and zone: a ByteTrack id, or the id of a stay or site kept by overlap."""
     model_version: str = ""
+    members: tuple[Member, ...] = ()
+    """The objects of a group violation (their union is `box`); empty for a single object."""
+    seen_in: tuple[int, int] | None = None
+    """(k, n): seen in k of the last n visits, for rules judged across visits."""
 
     def __post_init__(self) -> None:
         x1, y1, x2, y2 = self.box
@@ -42,6 +57,11 @@ class Violation:
             raise ValueError(f"Violation confidence must be in [0, 1]; got {self.confidence}")
         if self.last_seen < self.first_seen:
             raise ValueError(f"Violation last_seen {self.last_seen} is before first_seen {self.first_seen}")
+        if self.seen_in is not None and not 1 <= self.seen_in[0] <= self.seen_in[1]:
+            raise ValueError(f"Violation seen_in must be (k, n) with 1 <= k <= n; got {self.seen_in}")
+        for member in self.members:
+            if not (member.box[2] >= member.box[0] and member.box[3] >= member.box[1]):
+                raise ValueError(f"Violation member box must be xyxy; got {member.box} ({member.class_name})")
 
     @property
     def camera_id(self) -> str:

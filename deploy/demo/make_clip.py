@@ -1,6 +1,11 @@
-"""Build serving/demo/parking-demo.mp4, the demo camera's clip, from the CC BY 4.0 "Parking space" set.
+"""Build the demo cameras' clips from CC BY 4.0 data sets (see serving/demo/ATTRIBUTION.md).
 
-    python deploy/demo/make_clip.py [--dataset DIR] [--out FILE]
+    python deploy/demo/make_clip.py [--dataset DIR] [--out FILE]          # parking-demo.mp4
+    python deploy/demo/make_clip.py --garbage [--dataset DIR] [--out FILE]  # garbage-demo.mp4
+
+`garbage-demo.mp4` (the PTZ demo camera's second preset) is a slideshow of the first GARBAGE_FRAMES
+validation images of the "公开数据集111" garbage set (shared/data/garbage_bins_atanu), by file name, each
+shown GARBAGE_HOLD_S seconds, scaled to 360x360 and centred on a 640x360 dark canvas, same encoder flags.
 
 The data set (shared/data/parking_occupancy_kurss, see shared/SOURCES.md) holds frames of one fixed
 camera over a parking lot; file names carry the source frame index
@@ -31,6 +36,10 @@ OUT = REPO / "serving" / "demo" / "parking-demo.mp4"
 NATIVE = (480, 854)  # (height, width) of the un-augmented frames
 SOURCE_FPS = "2.5"  # each source frame held 0.4 s: 130 frames -> 52 s at 10 fps
 MAX_BYTES = 2_000_000  # shipped inside the wheel
+GARBAGE_DATASET = REPO.parent / "shared" / "data" / "garbage_bins_atanu"
+GARBAGE_OUT = REPO / "serving" / "demo" / "garbage-demo.mp4"
+GARBAGE_FRAMES = 20
+GARBAGE_HOLD_S = 2.5
 _INDEX_RE = re.compile(r"parking_lot_1_mp4-(\d+)_jpg\.rf\.[0-9a-f]+\.jpg$")
 
 
@@ -93,6 +102,38 @@ def build(dataset: Path, out: Path) -> list[str]:
     return command
 
 
+def garbage_command(pattern: str, out: Path) -> list[str]:
+    """The slideshow encode; ATTRIBUTION.md quotes it."""
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+        "-framerate", str(1 / GARBAGE_HOLD_S), "-i", pattern,
+        "-vf", "scale=360:360:flags=area,pad=640:360:140:0:color=0x202020,fps=10,format=yuv420p",
+        "-c:v", "libx264", "-preset", "slow", "-crf", "30",
+        "-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-bf", "0",
+        "-x264-params", "repeat-headers=1",
+        "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
+        "-an", "-movflags", "+faststart",
+        str(out),
+    ]  # fmt: skip
+
+
+def build_garbage(dataset: Path, out: Path) -> list[str]:
+    frames = sorted((dataset / "images" / "val").glob("*.jpg"))[:GARBAGE_FRAMES]
+    if len(frames) < GARBAGE_FRAMES:
+        raise SystemExit(f"need {GARBAGE_FRAMES} images under {dataset}/images/val, found {len(frames)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cw-clip-") as tmp:
+        for i, frame in enumerate(frames):
+            (Path(tmp) / f"{i:04d}.jpg").symlink_to(frame.resolve())
+        command = garbage_command(str(Path(tmp) / "%04d.jpg"), out)
+        subprocess.run(command, check=True)
+    size = out.stat().st_size
+    print(f"{out}: {len(frames)} images ({frames[0].name} .. {frames[-1].name}), {size} bytes")
+    if size > MAX_BYTES:
+        raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} byte budget: raise -crf")
+    return command
+
+
 def _index(path: Path) -> int:
     match = _INDEX_RE.search(path.name)
     assert match is not None
@@ -101,10 +142,14 @@ def _index(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the demo camera clip from the parking data set.")
-    parser.add_argument("--dataset", type=Path, default=DATASET, help=f"default: {DATASET}")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT}")
+    parser.add_argument("--garbage", action="store_true", help="build garbage-demo.mp4 instead")
+    parser.add_argument("--dataset", type=Path, help=f"default: {DATASET} (--garbage: {GARBAGE_DATASET})")
+    parser.add_argument("--out", type=Path, help=f"default: {OUT} (--garbage: {GARBAGE_OUT})")
     args = parser.parse_args(argv)
-    command = build(args.dataset, args.out)
+    if args.garbage:
+        command = build_garbage(args.dataset or GARBAGE_DATASET, args.out or GARBAGE_OUT)
+    else:
+        command = build(args.dataset or DATASET, args.out or OUT)
     print("command:", shlex.join(command).replace(tempfile.gettempdir(), "$TMP"))
     return 0
 

@@ -54,8 +54,8 @@ def evidence(s3_server: S3Endpoint) -> EvidenceStore:
 
 
 @pytest.fixture
-def cases(tmp_path: Path) -> CaseStore:
-    return CaseStore.from_url(f"sqlite:///{tmp_path / 'cases.db'}")
+def cases(database_url: str) -> CaseStore:
+    return CaseStore.from_url(database_url)
 
 
 @pytest.fixture

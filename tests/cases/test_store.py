@@ -1,4 +1,5 @@
-"""The case store on real SQLite files: create, list, filter, match by overlap, UTC times, concurrency."""
+"""The case store on a real SQLite file and a real PostgreSQL server: create, list, filter, match by overlap, UTC
+times, concurrency (threads and processes)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def record(store: CaseStore, obs: Observation, tag: str = "a") -> ObservationOut
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CaseStore:
-    return CaseStore.from_url(f"sqlite:///{tmp_path / 'nested' / 'cases.db'}")
+def store(database_url: str) -> CaseStore:
+    return CaseStore.from_url(database_url)
 
 
 def test_from_url_creates_folder_and_uses_wal(tmp_path: Path) -> None:
@@ -272,10 +273,11 @@ def _file_in_child(url: str, count: int, start: multiprocessing.synchronize.Even
         record(store, observation())
 
 
-def test_processes_file_one_case(tmp_path: Path) -> None:
-    """Replicas are processes: BEGIN IMMEDIATE makes find-then-create atomic across them on SQLite."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    # Create the tables first, and close the parent's connections: SQLite handles must not cross a fork.
+def test_processes_file_one_case(database_url: str) -> None:
+    """Replicas are processes: BEGIN IMMEDIATE (SQLite) or an advisory lock (PostgreSQL) makes find-then-create
+    atomic across them."""
+    url = database_url
+    # Create the tables first, and close the parent's connections: database handles must not cross a fork.
     CaseStore.from_url(url).engine.dispose()
     context = multiprocessing.get_context("fork")
     start = context.Event()

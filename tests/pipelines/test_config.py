@@ -146,3 +146,55 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
     scalar.write_text("just a string")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(scalar)
+
+
+RULES_OF_EVERY_TYPE = """
+parking: {type: dwell, kind: motor_vehicle_illegal_parking, classes: [car], min_dwell: 5m, identity: overlap,
+          max_gap: 20m}
+garbage: {type: presence, kind: exposed_garbage, classes: [litter_heap_v7], min_confidence: 0.5}
+pile: {type: persistence, kind: accumulated_garbage, classes: [garbage], visits: 2, of: 3}
+stall: {type: group, kind: road_occupying_business, classes: [umbrella, dining table, chair], visits: 2, of: 3,
+        group_distance: 0.5, active: ["07:00", "21:00"]}
+"""
+
+
+def test_every_rule_type_compiles_into_its_vision_rule() -> None:
+    rules = yaml.safe_load(RULES_OF_EVERY_TYPE)
+    data = document(("rules",), rules)
+    data["cameras"]["gate-3"]["presets"]["main"]["zones"]["fire-lane"]["rules"] = list(rules)
+    (watched,) = parse_config(data).watched_zones("gate-3", "main")
+    parking, garbage, pile, stall = watched.rules
+    assert type(parking).__name__ == "DwellRule" and parking.identity == "overlap"  # type: ignore[union-attr]
+    assert type(garbage).__name__ == "PresenceRule" and garbage.classes == frozenset({"litter_heap_v7"})
+    assert type(pile).__name__ == "PersistenceRule" and (pile.visits, pile.of) == (2, 3)  # type: ignore[union-attr]
+    assert type(stall).__name__ == "GroupRule" and stall.group_distance == 0.5  # type: ignore[union-attr]
+    assert stall.active is not None and stall.active.timezone == "Asia/Shanghai"
+
+
+GARBAGE = {"kind": "accumulated_garbage", "classes": ["garbage"]}
+MALFORMED_RULES = {
+    "unknown-type": ({"type": "sometimes", **GARBAGE}, "rules → r", "does not match"),
+    "visits-over-of": ({"type": "persistence", **GARBAGE, "visits": 4, "of": 3}, "rules → r", r"visits: 4 .* of \(3\)"),
+    "missing-visits": ({"type": "persistence", **GARBAGE, "of": 3}, "rules → r → visits", "required"),
+    "group-min-classes": (
+        {"type": "group", "kind": "road_occupying_business", "classes": ["chair"], "visits": 1, "of": 1},
+        "rules → r",
+        "min_classes: 2 is more than the 1 classes",
+    ),
+    "bad-identity": (
+        {"type": "dwell", **GARBAGE, "min_dwell": "1m", "identity": "kalman"},
+        "rules → r → identity",
+        "'track' or 'overlap'",
+    ),
+    "field-of-another-type": ({"type": "presence", **GARBAGE, "visits": 2}, "rules → r → visits", "Extra"),
+}
+
+
+@pytest.mark.parametrize(("rule", "where", "what"), MALFORMED_RULES.values(), ids=MALFORMED_RULES.keys())
+def test_malformed_rule_names_the_field(rule: dict[str, Any], where: str, what: str) -> None:
+    data = document(("rules", "r"), rule)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="city.yaml")
+    message = str(caught.value)
+    assert where in message, message
+    assert re.search(what, message), message

@@ -16,6 +16,9 @@ import httpx
 import minio
 import pytest
 
+from citywatch.cases.accounts import AccountStore
+from citywatch.cases.lifecycle import Role
+from citywatch.cases.store import CaseStore
 from citywatch.pipelines.config import parse_config
 from citywatch.serving.runner import running_city
 from citywatch.serving.stack.processes import free_port
@@ -70,8 +73,13 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
     tmp_path: Path, s3_server: S3Endpoint, rtsp_server: RtspServer
 ) -> None:
     config = parse_config(city(s3_server, rtsp_server.urls["demo"], free_port())).anchored(tmp_path)
-    with running_city(config, num_cpus=2) as url, httpx.Client(base_url=url, timeout=10) as api:
+    # The API refuses anonymous requests (but /healthz): an inspector's API key, made the way an admin would.
+    accounts = AccountStore(CaseStore.from_url(config.storage.database))
+    accounts.add_user("e2e-inspector", Role.INSPECTOR)
+    headers = {"Authorization": f"Bearer {accounts.create_api_key('e2e-inspector')}"}
+    with running_city(config, num_cpus=2) as url, httpx.Client(base_url=url, timeout=10, headers=headers) as api:
         assert api.get("/healthz").status_code == 200
+        assert httpx.get(f"{url}/cases", timeout=10).status_code == 401
 
         listing = wait_for(lambda: (r := api.get("/cases").json())["total"] > 0 and r, 120, "the first case")
         case = api.get(f"/cases/{listing['cases'][0]['id']}").json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -70,9 +71,14 @@ def test_data_dir_that_is_a_file_fails_clearly(tmp_path: Path) -> None:
 
 def test_taken_port_fails_clearly(tmp_path: Path) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        # A port weed may use at all (it also binds port + 10000): the kernel's pick could be above 55535.
+        for port in random.Random().sample(range(20_000, 55_535), 200):
+            try:
+                squatter.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
         squatter.listen()
-        port = squatter.getsockname()[1]
         with pytest.raises(StackError, match=f"127.0.0.1:{port} is already in use"):
             S3Server(tmp_path / "data", port=port).start()
 

@@ -112,6 +112,14 @@ def test_unletterbox_clips_to_the_frame() -> None:
     assert out.dtype == np.float64
 
 
+def test_unletterbox_divides_each_axis_by_its_own_resize_ratio() -> None:
+    # 854×480 at 640: scale 0.7494, resized to 640×360 (rounded), so y scales by exactly 360/480 = 0.75.
+    lb, resized = compute_letterbox((480, 854), (640, 640))
+    assert resized == (360, 640) and lb.pad_y == 140.0
+    out = unletterbox_boxes(np.array([[0.0, 140.0, 640.0, 500.0]]), lb, (480, 854))
+    np.testing.assert_allclose(out, [[0, 0, 854, 480]], atol=1e-9)
+
+
 def test_unletterbox_of_no_boxes() -> None:
     out = unletterbox_boxes(np.empty((0, 4), dtype=np.float32), LB_200x100, (200, 100))
     assert out.shape == (0, 4)
@@ -123,9 +131,11 @@ def test_unletterbox_rejects_a_bad_shape() -> None:
 
 
 def test_letterbox_then_unletterbox_is_identity_on_box_corners() -> None:
-    lb, _ = compute_letterbox((480, 854), (640, 640))
+    lb, (new_h, new_w) = compute_letterbox((480, 854), (640, 640))
     frame_boxes = np.array([[10.0, 20.0, 300.0, 470.0], [0.0, 0.0, 854.0, 480.0]])
-    in_input = frame_boxes * lb.scale + [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y]
+    # The picture is resized to new_w × new_h exactly, so each axis maps by its own ratio.
+    ratio = np.array([new_w / 854, new_h / 480, new_w / 854, new_h / 480])
+    in_input = frame_boxes * ratio + [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y]
     np.testing.assert_allclose(unletterbox_boxes(in_input, lb, (480, 854)), frame_boxes, atol=1e-9)
 
 

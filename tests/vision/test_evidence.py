@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 
 from citywatch.vision.evidence import crop, render_evidence
 from citywatch.vision.frame import Frame
-from citywatch.vision.violation import Violation
+from citywatch.vision.violation import Member, Violation
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 
@@ -74,3 +75,27 @@ def test_crop_is_clipped_to_the_frame_and_refuses_boxes_outside() -> None:
     assert crop(image, (90.0, 90.0, 100.0, 100.0)).shape == (12, 12, 3)
     with pytest.raises(ValueError, match="outside"):
         crop(image, (150.0, 150.0, 160.0, 160.0))
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (854, 480)])
+def test_group_evidence_draws_every_member(width: int, height: int) -> None:
+    base = violation(width, height)
+    w, h = width, height
+    members = (
+        Member("umbrella", 0.6, (w * 0.30, h * 0.30, w * 0.45, h * 0.50)),
+        Member("dining table", 0.5, (w * 0.50, h * 0.55, w * 0.65, h * 0.75)),
+    )
+    group = dataclasses.replace(
+        base, kind="road_occupying_business", code="09006", class_name="dining table+umbrella",
+        box=(w * 0.30, h * 0.30, w * 0.65, h * 0.75), members=members, seen_in=(2, 3),
+    )  # fmt: skip
+    evidence = render_evidence(group)
+    annotated, frame = decode(evidence["annotated"].data), decode(evidence["frame"].data)
+    for member in members:
+        x1, y1, _, y2 = (round(c) for c in member.box)
+        strip = annotated[y1 + 4 : y2 - 4, x1 - 2 : x1 + 3].astype(int)
+        assert np.median((strip[..., 2] - strip[..., 1]).max(axis=1)) > 120, member.class_name
+    assert not np.array_equal(annotated, frame)
+    facts = json.loads(evidence["sidecar"].data)
+    assert facts["seen_in_visits"] == [2, 3]
+    assert [m["class_name"] for m in facts["members"]] == ["umbrella", "dining table"]

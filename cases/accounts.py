@@ -1,0 +1,207 @@
+"""Accounts: users with a role, scrypt-hashed passwords, API keys and expiring bearer tokens, in the case database.
+
+Only hashes are stored. Passwords get scrypt (stdlib, memory-hard, salted); API keys and tokens are 256-bit
+random strings, so one sha256 is enough to store them safely and lets a request be checked with one indexed
+lookup. Credentials look like `cwk_<key id>_<secret>` (API key) and `cwt_<secret>` (token).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from citywatch.cases.db import ApiKeyRow, TokenRow, UserRow
+from citywatch.cases.lifecycle import Role
+from citywatch.cases.store import CaseStore
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_MIN_PASSWORD = 10
+API_KEY_PREFIX = "cwk_"
+TOKEN_PREFIX = "cwt_"
+
+
+class AccountError(ValueError):
+    """A bad username, password or role, or a duplicate user."""
+
+
+class AuthenticationFailed(PermissionError):
+    """Wrong, expired or revoked credentials (the message never says which part was wrong)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making a request."""
+
+    user_id: int
+    username: str
+    role: Role
+    via: str
+    """password, token or api_key."""
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    username: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+    api_keys: int
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, maxmem=64 * 1024 * 1024, **_SCRYPT)
+    encode = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${encode(salt).decode()}${encode(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+            dklen=len(expected), maxmem=64 * 1024 * 1024,
+        )  # fmt: skip
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Checked when nobody matches, so a wrong username costs as much time as a wrong password.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class AccountStore:
+    """Users, API keys and tokens in the same database as the cases."""
+
+    def __init__(self, store: CaseStore) -> None:
+        self.store = store
+
+    def add_user(self, username: str, role: Role | str, password: str | None = None) -> int:
+        """Create a user; `password` None makes an API-key-only account (cameras, devices, outside systems)."""
+        if not _USERNAME.match(username):
+            raise AccountError(f"username {username!r} must match {_USERNAME.pattern}")
+        try:
+            role = Role(role)
+        except ValueError:
+            raise AccountError(f"role {role!r} must be one of {', '.join(r.value for r in Role)}") from None
+        if password is not None and len(password) < _MIN_PASSWORD:
+            raise AccountError(f"password must have at least {_MIN_PASSWORD} characters")
+        hashed = None if password is None else hash_password(password)
+        with self.store.writing() as session:
+            if session.scalar(sa.select(UserRow.id).where(UserRow.username == username)) is not None:
+                raise AccountError(f"user {username!r} already exists")
+            row = UserRow(
+                username=username, role=role.value, password_hash=hashed, disabled=False, created_at=self.store.now()
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def set_disabled(self, username: str, disabled: bool) -> None:
+        with self.store.writing() as session:
+            row = session.scalars(sa.select(UserRow).where(UserRow.username == username)).one_or_none()
+            if row is None:
+                raise AccountError(f"no user {username!r}")
+            row.disabled = disabled
+            if disabled:  # logging a user out everywhere is the point of disabling them
+                session.execute(sa.delete(TokenRow).where(TokenRow.user_id == row.id))
+
+    def list_users(self) -> list[UserInfo]:
+        keys = (
+            sa.select(sa.func.count())
+            .where(ApiKeyRow.user_id == UserRow.id, ApiKeyRow.revoked.is_(False))
+            .scalar_subquery()
+        )
+        query = sa.select(UserRow, keys).order_by(UserRow.id)
+        with self.store.reading() as session:
+            return [
+                UserInfo(row.id, row.username, Role(row.role), row.disabled, row.created_at, int(count or 0))
+                for row, count in session.execute(query)
+            ]
+
+    def create_api_key(self, username: str, *, name: str = "", expires_in: timedelta | None = None) -> str:
+        """A new API key for `username`; the only time the full key is ever shown."""
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        now = self.store.now()
+        with self.store.writing() as session:
+            user = session.scalars(sa.select(UserRow).where(UserRow.username == username)).one_or_none()
+            if user is None:
+                raise AccountError(f"no user {username!r}")
+            session.add(
+                ApiKeyRow(
+                    user_id=user.id, key_id=key_id, secret_sha256=_sha256(secret), name=name[:64], created_at=now,
+                    expires_at=None if expires_in is None else now + expires_in, revoked=False,
+                )
+            )  # fmt: skip
+        return f"{API_KEY_PREFIX}{key_id}_{secret}"
+
+    def login(self, username: str, password: str, *, ttl: timedelta) -> tuple[str, datetime]:
+        """Check a password and issue a bearer token valid for `ttl`; returns (token, expiry)."""
+        with self.store.reading() as session:
+            user = session.scalars(sa.select(UserRow).where(UserRow.username == username)).one_or_none()
+        stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+        valid = verify_password(password, stored)
+        if user is None or user.disabled or not user.password_hash or not valid:
+            raise AuthenticationFailed("wrong username or password")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self.store.now()
+        expires = now + ttl
+        with self.store.writing() as session:
+            # Expired tokens of anyone are swept here: logins are rare, requests are many.
+            session.execute(sa.delete(TokenRow).where(TokenRow.expires_at <= now))
+            session.add(TokenRow(token_sha256=_sha256(token), user_id=user.id, created_at=now, expires_at=expires))
+        return token, expires
+
+    def logout(self, token: str) -> None:
+        with self.store.writing() as session:
+            session.execute(sa.delete(TokenRow).where(TokenRow.token_sha256 == _sha256(token)))
+
+    def authenticate(self, credential: str) -> Principal:
+        """The principal behind a bearer token or API key, or AuthenticationFailed."""
+        now = self.store.now()
+        with self.store.reading() as session:
+            if credential.startswith(TOKEN_PREFIX):
+                row = session.execute(
+                    sa.select(UserRow, TokenRow.expires_at)
+                    .join(TokenRow, TokenRow.user_id == UserRow.id)
+                    .where(TokenRow.token_sha256 == _sha256(credential))
+                ).one_or_none()
+                if row is None or row[1] <= now:
+                    raise AuthenticationFailed("token unknown or expired: log in again")
+                user, via = row[0], "token"
+            elif credential.startswith(API_KEY_PREFIX):
+                key_id, _, secret = credential.removeprefix(API_KEY_PREFIX).partition("_")
+                found = session.execute(
+                    sa.select(UserRow, ApiKeyRow)
+                    .join(ApiKeyRow, ApiKeyRow.user_id == UserRow.id)
+                    .where(ApiKeyRow.key_id == key_id)
+                ).one_or_none()
+                if found is None or not hmac.compare_digest(found[1].secret_sha256, _sha256(secret)):
+                    raise AuthenticationFailed("API key unknown")
+                key = found[1]
+                if key.revoked or (key.expires_at is not None and key.expires_at <= now):
+                    raise AuthenticationFailed("API key revoked or expired")
+                user, via = found[0], "api_key"
+            else:
+                raise AuthenticationFailed("credential is neither a token (cwt_...) nor an API key (cwk_...)")
+        if user.disabled:
+            raise AuthenticationFailed("account disabled")
+        return Principal(user.id, user.username, Role(user.role), via)

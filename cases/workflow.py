@@ -1,0 +1,177 @@
+"""Moving cases through the workflow in SQL: lifecycle actions, kind corrections and comments, each audited.
+
+Every change and its audit line are written in one transaction, and the case row is locked first (SQLite's
+write lock, `SELECT ... FOR UPDATE` on PostgreSQL), so two inspectors acting at once are serialised and the
+second one is checked against the state the first one left.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from citywatch.cases.db import AuditRow, CaseRow
+from citywatch.cases.lifecycle import (
+    CLOSED_STATES,
+    INSPECTORS,
+    Action,
+    LifecycleError,
+    NotPermitted,
+    Role,
+    State,
+    transition_for,
+)
+from citywatch.cases.store import CaseRecord, CaseStore
+
+CORRECT_KIND = "correct_kind"
+COMMENT = "comment"
+_MAX_COMMENT = 4000
+
+
+class CaseNotFound(LookupError):
+    """No case with this id."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    case_id: int
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    comment: str
+    details: dict[str, Any]
+
+
+class CaseWorkflow:
+    """Lifecycle actions on the cases of one store."""
+
+    def __init__(self, store: CaseStore) -> None:
+        self.store = store
+
+    def act(self, case_id: int, action: Action, *, actor: str, role: Role, comment: str = "") -> CaseRecord:
+        """Take `action` on the case; raises CaseNotFound or a LifecycleError saying why not."""
+        comment = _clean_comment(comment)
+        with self.store.writing() as session:
+            row = _locked_case(session, case_id)
+            transition = transition_for(row.state, action, role, comment)
+            now = self.store.now()
+            source = row.state
+            row.state = transition.target.value
+            row.state_changed_at = now
+            row.updated_at = now
+            row.due_at = self.store.policy.due_at(transition.target, now)
+            row.closed_at = now if transition.target in CLOSED_STATES else None
+            session.add(_audit(row.id, now, actor, action.value, source, row.state, comment))
+        return self._get(case_id)
+
+    def correct_kind(
+        self, case_id: int, *, kind: str, code: str, actor: str, role: Role, comment: str = ""
+    ) -> CaseRecord:
+        """Change what the case is about (the detector saw a truck, it was a stall). Not on closed cases."""
+        comment = _clean_comment(comment)
+        _require(role, "correct the kind of")
+        with self.store.writing() as session:
+            row = _locked_case(session, case_id)
+            if row.state in CLOSED_STATES:
+                raise LifecycleError(f"case {case_id} is {row.state}: reopen it before correcting its kind")
+            if row.kind == kind:
+                raise LifecycleError(f"case {case_id} already has kind {kind!r}")
+            details = {"old_kind": row.kind, "old_code": row.code, "kind": kind, "code": code}
+            row.kind, row.code = kind, code
+            row.updated_at = self.store.now()
+            session.add(_audit(row.id, row.updated_at, actor, CORRECT_KIND, row.state, row.state, comment, details))
+        return self._get(case_id)
+
+    def comment(self, case_id: int, *, text: str, actor: str, role: Role) -> AuditEntry:
+        text = _clean_comment(text)
+        if not text:
+            raise LifecycleError("a comment needs some text")
+        _require(role, "comment on")
+        with self.store.writing() as session:
+            row = _locked_case(session, case_id)
+            entry = _audit(row.id, self.store.now(), actor, COMMENT, row.state, row.state, text)
+            session.add(entry)
+            session.flush()
+            return _entry(entry)
+
+    def audit_log(self, case_id: int) -> list[AuditEntry]:
+        """The case's history, oldest first."""
+        query = sa.select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id)
+        with self.store.reading() as session:
+            return [_entry(row) for row in session.scalars(query)]
+
+    def _get(self, case_id: int) -> CaseRecord:
+        case = self.store.get_case(case_id)
+        if case is None:  # cases are never deleted; only a broken database gets here
+            raise CaseNotFound(f"no case {case_id}")
+        return case
+
+
+def _require(role: Role, what: str) -> None:
+    if role not in INSPECTORS:
+        raise NotPermitted(f"role {role} may not {what} a case (roles that may: {', '.join(sorted(INSPECTORS))})")
+
+
+def _clean_comment(text: str) -> str:
+    text = text.strip()
+    if len(text) > _MAX_COMMENT:
+        raise LifecycleError(f"comment is {len(text)} characters; at most {_MAX_COMMENT}")
+    return text
+
+
+def _locked_case(session: Session, case_id: int) -> CaseRow:
+    row = session.scalars(sa.select(CaseRow).where(CaseRow.id == case_id).with_for_update()).one_or_none()
+    if row is None:
+        raise CaseNotFound(f"no case {case_id}")
+    return row
+
+
+def _audit(
+    case_id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    from_state: str | None,
+    to_state: str | None,
+    comment: str,
+    details: dict[str, Any] | None = None,
+) -> AuditRow:
+    return AuditRow(
+        case_id=case_id,
+        at=at,
+        actor=actor,
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        comment=comment,
+        details=json.dumps(details or {}, ensure_ascii=False),
+    )
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    try:
+        details = json.loads(row.details or "{}")
+    except ValueError:
+        details = {"raw": row.details}
+    return AuditEntry(
+        id=row.id,
+        case_id=row.case_id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        comment=row.comment,
+        details=details if isinstance(details, dict) else {"value": details},
+    )
+
+
+__all__ = ["COMMENT", "CORRECT_KIND", "AuditEntry", "CaseNotFound", "CaseWorkflow", "State"]

@@ -1,0 +1,269 @@
+"""Case routes: list and filter, detail with evidence URLs and audit log, workflow actions, CSV/GeoJSON export."""
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import AwareDatetime
+
+from citywatch.cases.accounts import Principal
+from citywatch.cases.evidence import EvidenceStoreDown
+from citywatch.cases.lifecycle import Action, allowed_actions
+from citywatch.cases.store import CaseRecord
+from citywatch.cases.workflow import AuditEntry, CaseNotFound
+from citywatch.serving.auth import Permission
+from citywatch.serving.context import ApiContext
+from citywatch.serving.schemas import (
+    ActionRequest,
+    AuditView,
+    CaseDetail,
+    CaseList,
+    CaseSummary,
+    CommentRequest,
+    EvidenceView,
+    KindCorrection,
+)
+from citywatch.vision.taxonomy import KINDS
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 500
+MAX_EXPORT = 10_000
+MAX_OFFSET = 1_000_000
+CaseId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Case id")]
+# An evidence key as the filer writes it: cases/YYYY/MM/DD/<case>/<role>-<hash>.<ext>. Nothing else is served.
+_EVIDENCE_KEY = re.compile(r"^cases/\d{4}/\d{2}/\d{2}/\d+/[a-z0-9][a-z0-9_-]{0,31}-[0-9a-f]{12}\.[a-z0-9]{1,5}$")
+# Spreadsheet programs run cells starting with these as formulas (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _filters(
+    camera_id: Annotated[str | None, Query(max_length=128)] = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[str | None, Query(max_length=32)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Filed at or after (with a timezone)")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Filed before (with a timezone)")] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Text in kind, code, camera, zone, rule, class")] = None,
+    overdue: Annotated[
+        bool | None, Query(description="Only cases past (true) or within (false) their time limit")
+    ] = None,
+) -> dict[str, Any]:
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(422, detail=f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    return {"camera_id": camera_id, "kind": kind, "state": state, "since": since, "until": until, "text": q,
+            "overdue": overdue}  # fmt: skip
+
+
+Filters = Annotated[dict[str, Any], Depends(_filters)]
+
+
+def cases_router(context: ApiContext, require: Callable[[Permission], Callable[..., Principal]]) -> APIRouter:
+    router = APIRouter(tags=["cases"])
+    views = _CaseViews(context)
+    _add_read_routes(router, views, Depends(require(Permission.READ_CASES)))
+    _add_export_routes(router, views, Depends(require(Permission.EXPORT_CASES)))
+    _add_action_routes(router, views, Depends(require(Permission.ACT_ON_CASES)))
+    return router
+
+
+class _CaseViews:
+    """Turns case records into API bodies: names from the taxonomy, locations from the config, URLs from S3."""
+
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+
+    def summary(self, case: CaseRecord) -> dict[str, Any]:
+        context = self.context
+        name = KINDS.get(case.kind) or context.device_kinds.get(case.kind)
+        now = context.store.now()
+        return {
+            "id": case.id, "kind": case.kind, "code": case.code,
+            "name_zh": name.name_zh if name else case.kind, "name_en": name.name_en if name else case.kind,
+            "state": case.state, "source": case.source, "camera_id": case.camera_id, "preset_id": case.preset_id,
+            "zone": case.zone, "rule": case.rule, "class_name": case.class_name, "confidence": case.confidence,
+            "box": case.box, "first_seen": case.first_seen, "last_seen": case.last_seen,
+            "created_at": case.created_at, "state_changed_at": case.state_changed_at, "due_at": case.due_at,
+            "overdue": case.due_at is not None and case.due_at <= now, "observations": case.observations,
+            "model_version": case.model_version,
+            "location": case.location or context.camera_locations.get(case.camera_id),
+        }  # fmt: skip
+
+    def detail(self, case: CaseRecord, principal: Principal) -> CaseDetail:
+        views = []
+        for item in case.evidence:
+            url = None
+            if item.uploaded:
+                try:
+                    url = self.context.evidence.presigned_get(item.key)
+                except EvidenceStoreDown as error:  # the case is still worth showing without its picture
+                    log.warning("case %d: cannot presign %s: %s", case.id, item.key, error)
+            views.append(
+                EvidenceView(role=item.role, key=item.key, sha256=item.sha256, size=item.size,
+                             content_type=item.content_type, uploaded=item.uploaded, captured_at=item.captured_at,
+                             url=url)
+            )  # fmt: skip
+        audit = [_audit_view(e) for e in self.context.workflow.audit_log(case.id)]
+        actions = [a.value for a in allowed_actions(case.state, principal.role)]
+        return CaseDetail(**self.summary(case), evidence=views, audit=audit, allowed_actions=actions)
+
+    def load(self, case_id: int) -> CaseRecord:
+        case = self.context.store.get_case(case_id)
+        if case is None:
+            raise CaseNotFound(f"no case {case_id}")
+        return case
+
+
+def _add_read_routes(router: APIRouter, views: _CaseViews, read: Any) -> None:
+    context = views.context
+
+    @router.get("/cases")
+    def list_cases(
+        _: Annotated[Principal, read],
+        filters: Filters,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> CaseList:
+        cases = context.store.list_cases(limit=limit, offset=offset, with_evidence=False, **filters)
+        return CaseList(
+            total=context.store.count_cases(**filters),
+            limit=limit,
+            offset=offset,
+            cases=[CaseSummary(**views.summary(case)) for case in cases],
+        )
+
+    @router.get("/cases/{case_id}")
+    def get_case(case_id: CaseId, principal: Annotated[Principal, read]) -> CaseDetail:
+        return views.detail(views.load(case_id), principal)
+
+    @router.get("/cases/{case_id}/audit")
+    def audit_log(case_id: CaseId, _: Annotated[Principal, read]) -> list[AuditView]:
+        views.load(case_id)
+        return [_audit_view(e) for e in context.workflow.audit_log(case_id)]
+
+    @router.get("/cases/{case_id}/evidence/{key:path}", response_class=RedirectResponse, status_code=307)
+    def evidence_object(case_id: CaseId, key: str, _: Annotated[Principal, read]) -> RedirectResponse:
+        """Redirect to a short-lived presigned URL of one of this case's evidence objects."""
+        if not _EVIDENCE_KEY.match(key) or key.split("/")[4] != str(case_id):
+            raise HTTPException(400, detail=f"not an evidence key of case {case_id}: {key[:200]!r}")
+        record = next((e for e in views.load(case_id).evidence if e.key == key), None)
+        if record is None:
+            raise HTTPException(404, detail=f"case {case_id} has no evidence {key!r}")
+        if not record.uploaded:
+            raise HTTPException(409, detail=f"evidence {key!r} waits in the spool; the object store has it later")
+        try:
+            url = context.evidence.presigned_get(key)
+        except EvidenceStoreDown as error:
+            raise HTTPException(503, detail=f"object store unavailable: {error}") from None
+        return RedirectResponse(url, status_code=307)
+
+
+def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> None:
+    store = views.context.store
+
+    @router.get("/cases.csv", tags=["export"])
+    def export_csv(
+        _: Annotated[Principal, export], filters: Filters, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 1000
+    ) -> StreamingResponse:
+        cases = store.list_cases(limit=limit, with_evidence=False, **filters)
+        return StreamingResponse(
+            _csv_rows([views.summary(case) for case in cases]),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="citywatch-cases.csv"'},
+        )
+
+    @router.get("/cases.geojson", tags=["export"])
+    def export_geojson(
+        _: Annotated[Principal, export], filters: Filters, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 1000
+    ) -> dict[str, Any]:
+        """A FeatureCollection of cases with a location (camera or device coordinates); others are counted."""
+        features, unplaced = [], 0
+        for case in store.list_cases(limit=limit, with_evidence=False, **filters):
+            fields = views.summary(case)
+            location = fields.pop("location")
+            if location is None:
+                unplaced += 1
+                continue
+            latitude, longitude = location
+            properties = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
+            features.append(
+                {"type": "Feature", "id": case.id, "properties": properties,
+                 "geometry": {"type": "Point", "coordinates": [longitude, latitude]}}  # GeoJSON is lon, lat
+            )  # fmt: skip
+        return {"type": "FeatureCollection", "features": features, "without_location": unplaced}
+
+
+def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any) -> None:
+    context = views.context
+
+    @router.post("/cases/{case_id}/actions/{action}")
+    def act(
+        case_id: CaseId, action: Action, body: ActionRequest, principal: Annotated[Principal, act_dependency]
+    ) -> CaseDetail:
+        """Move the case through the workflow: review, confirm, reject (reason required), dispatch, handle,
+        verify, close, reopen."""
+        case = context.workflow.act(
+            case_id, action, actor=principal.username, role=principal.role, comment=body.comment
+        )
+        return views.detail(case, principal)
+
+    @router.post("/cases/{case_id}/kind")
+    def correct_kind(
+        case_id: CaseId, body: KindCorrection, principal: Annotated[Principal, act_dependency]
+    ) -> CaseDetail:
+        known = KINDS.get(body.kind) or context.device_kinds.get(body.kind)
+        if known is None:
+            names = sorted([*KINDS, *context.device_kinds])
+            raise HTTPException(422, detail=f"unknown kind {body.kind!r}; known: {', '.join(names)}")
+        case = context.workflow.correct_kind(
+            case_id, kind=body.kind, code=known.code, actor=principal.username, role=principal.role,
+            comment=body.comment,
+        )  # fmt: skip
+        return views.detail(case, principal)
+
+    @router.post("/cases/{case_id}/comments", status_code=201)
+    def comment(case_id: CaseId, body: CommentRequest, principal: Annotated[Principal, act_dependency]) -> AuditView:
+        entry = context.workflow.comment(case_id, text=body.text, actor=principal.username, role=principal.role)
+        return _audit_view(entry)
+
+
+def _audit_view(entry: AuditEntry) -> AuditView:
+    return AuditView(
+        id=entry.id, at=entry.at, actor=entry.actor, action=entry.action, from_state=entry.from_state,
+        to_state=entry.to_state, comment=entry.comment, details=entry.details,
+    )  # fmt: skip
+
+
+_CSV_COLUMNS = (
+    "id", "code", "kind", "name_zh", "name_en", "state", "source", "camera_id", "preset_id", "zone", "class_name",
+    "confidence", "first_seen", "last_seen", "created_at", "due_at", "overdue", "observations", "latitude",
+    "longitude",
+)  # fmt: skip
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_rows(rows: list[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")  # a BOM, so spreadsheet programs read the Chinese names as UTF-8
+    writer.writerow(_CSV_COLUMNS)
+    for row in rows:
+        location = row.get("location") or (None, None)
+        values = {**row, "latitude": location[0], "longitude": location[1]}
+        writer.writerow([_csv_cell(values.get(column)) for column in _CSV_COLUMNS])
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

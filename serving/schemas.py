@@ -1,0 +1,173 @@
+"""Request and response bodies of the HTTP API (pydantic). Requests refuse unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EvidenceView(BaseModel):
+    role: str
+    key: str
+    sha256: str
+    size: int
+    content_type: str
+    uploaded: bool
+    captured_at: datetime
+    url: str | None = None
+    """Presigned GET URL with a short expiry; None while the object waits in the spool."""
+
+
+class AuditView(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    comment: str
+    details: dict[str, Any]
+
+
+class CaseSummary(BaseModel):
+    id: int
+    kind: str
+    code: str
+    name_zh: str
+    name_en: str
+    state: str
+    source: str
+    camera_id: str
+    preset_id: str | None
+    zone: str
+    rule: str
+    class_name: str
+    confidence: float
+    box: tuple[float, float, float, float]
+    first_seen: datetime
+    last_seen: datetime
+    created_at: datetime
+    state_changed_at: datetime | None
+    due_at: datetime | None
+    overdue: bool
+    observations: int
+    model_version: str
+    location: tuple[float, float] | None
+
+
+class CaseDetail(CaseSummary):
+    evidence: list[EvidenceView]
+    audit: list[AuditView]
+    allowed_actions: list[str]
+    """What the caller may do next, from the lifecycle table."""
+
+
+class CaseList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    cases: list[CaseSummary]
+
+
+class ActionRequest(Request):
+    comment: str = Field("", max_length=4000, description="Why; required to reject, re-dispatch or reopen")
+
+
+class KindCorrection(Request):
+    kind: str = Field(min_length=1, max_length=64, description="The right kind (a taxonomy or device kind key)")
+    comment: str = Field("", max_length=4000)
+
+
+class CommentRequest(Request):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class LoginRequest(Request):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    role: str
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+    via: str
+
+
+class NewUser(Request):
+    username: str = Field(min_length=2, max_length=64)
+    role: str
+    password: str | None = Field(None, min_length=10, max_length=1024, description="None: API keys only")
+
+
+class UserView(BaseModel):
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    created_at: datetime
+    api_keys: int
+
+
+class NewApiKey(Request):
+    name: str = Field("", max_length=64)
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class ApiKeyResponse(BaseModel):
+    api_key: str
+    """Shown once; only its hash is kept."""
+
+
+Reading = float | int | bool | str
+
+
+class DeviceEvent(Request):
+    device_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    kind: str = Field(min_length=1, max_length=64, description="A device kind under devices → kinds")
+    observed_at: AwareDatetime = Field(description="When the device measured it (with a timezone)")
+    readings: dict[str, Reading] = Field(default_factory=dict, max_length=32, description="e.g. tilt_deg: 14.5")
+    message: str = Field("", max_length=500)
+
+
+class EventFiled(BaseModel):
+    case_id: int
+    created: bool
+    suppressed: bool
+    evidence_pending: int
+
+
+class AttemptView(BaseModel):
+    at: datetime
+    status_code: int | None
+    error: str
+    duration_ms: float
+
+
+class DeliveryView(BaseModel):
+    id: int
+    target: str
+    case_id: int
+    audit_id: int
+    event: str
+    idempotency_key: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None
+    last_status: int | None
+    last_error: str
+    attempt_log: list[AttemptView] = []

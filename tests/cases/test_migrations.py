@@ -1,0 +1,63 @@
+"""Alembic migrations on SQLite and PostgreSQL: head matches the models, old databases are adopted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from citywatch.cases.db import Base
+from citywatch.cases.migrate import MigrationError, current_revision, head_revision, upgrade
+from citywatch.cases.store import CaseStore
+
+
+def test_head_schema_matches_the_models(database_url: str) -> None:
+    store = CaseStore.from_url(database_url)
+    with store.engine.connect() as connection:
+        assert current_revision(connection) == head_revision()
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_second_start_is_a_no_op_and_keeps_data(database_url: str) -> None:
+    store = CaseStore.from_url(database_url)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE marker (x INTEGER)"))
+    CaseStore.from_url(database_url)
+    assert sa.inspect(store.engine).has_table("marker")
+
+
+def test_database_from_before_migrations_is_adopted(database_url: str) -> None:
+    """The walking skeleton made its tables with create_all and kept no revision: stamp, then upgrade."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE alembic_version"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO cases (kind, code, state, camera_id, zone, rule, class_name, confidence, box_x1, "
+                "box_y1, box_x2, box_y2, first_seen, last_seen, created_at, updated_at, observations, "
+                "model_version) VALUES ('exposed_garbage', '06010', 'auto_filed', 'cam', 'z', 'r', 'garbage', "
+                "0.5, 0, 0, 1, 1, :t, :t, :t, :t, 1, '')"
+            ),
+            {"t": "2026-05-04 02:00:00"},
+        )
+    engine.dispose()
+    store = CaseStore.from_url(database_url)
+    [case] = store.list_cases()
+    assert case.state_changed_at == case.created_at  # filled in by the migration
+    assert case.source == "camera"
+
+
+def test_unknown_revision_is_refused(database_url: str) -> None:
+    store = CaseStore.from_url(database_url)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(MigrationError, match="9999"):
+        CaseStore.from_url(database_url)
