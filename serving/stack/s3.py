@@ -171,6 +171,10 @@ class S3Server:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
+            # Every bucket takes at least one volume, and mini sizes volumes at 1 GiB: on a disk with 60 GiB free,
+            # the 61st bucket got HTTP 500s. Small volumes (at most ~1,000 on such a disk) leave room for many.
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
             f"-s3.localSocket={self._socket_dir / 's3.sock'}",
             f"-filer.localSocket={self._socket_dir / 'filer.sock'}",
         ]

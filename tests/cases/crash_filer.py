@@ -1,10 +1,12 @@
 """A filing process for the crash test: drains the spool (as a restarted replica does), then files violations.
 
-    python crash_filer.py DB_URL S3_ENDPOINT ACCESS_KEY SECRET_KEY BUCKET SPOOL_DIR COUNT PROGRESS_FILE DELAY
+    python crash_filer.py DB_URL S3_ENDPOINT ACCESS_KEY SECRET_KEY BUCKET SPOOL_DIR COUNT PROGRESS_FILE DELAY [GATE]
 
 Violation i is its own problem (zone "zone-i") with two evidence objects whose bytes depend only on i, so a
 second run re-files the same violations: they must attach to the cases already filed and add nothing.
-Appends "i\\n" to PROGRESS_FILE after each filing; the test SIGKILLs it somewhere in the middle.
+Appends "i\\n" to PROGRESS_FILE after each filing; the test SIGKILLs it somewhere in the middle. With a GATE
+file, violation i is filed only once the number in GATE exceeds i, so the test decides what happens before and
+after the outage however long stopping the S3 server takes.
 """
 
 from __future__ import annotations
@@ -37,8 +39,16 @@ def evidence(index: int) -> dict[str, tuple[bytes, str]]:
     return {"frame": (frame, "image/jpeg"), "sidecar": (sidecar, "application/json")}
 
 
+def allowed(gate: str) -> int:
+    try:
+        with open(gate, encoding="utf-8") as handle:
+            return int(handle.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def main(argv: list[str]) -> int:
-    url, endpoint, access, secret, bucket, spool_dir, count, progress, delay = argv
+    url, endpoint, access, secret, bucket, spool_dir, count, progress, delay, *gate = argv
     store = CaseStore.from_url(url)
     evidence_store = EvidenceStore.from_endpoint(endpoint, access, secret, bucket, connect_timeout=0.5, retries=0)
     spool = EvidenceSpool(spool_dir)
@@ -46,6 +56,8 @@ def main(argv: list[str]) -> int:
     filer.drain_spool()  # what the fleet's drain loop does first after a restart
     with open(progress, "a", encoding="utf-8") as out:
         for index in range(int(count)):
+            while gate and index >= allowed(gate[0]):
+                time.sleep(0.02)
             filer.file_observation(observation(index), evidence(index))
             out.write(f"{index}\n")
             out.flush()

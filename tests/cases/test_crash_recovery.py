@@ -42,12 +42,16 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def start_filer(url: str, server: S3Server, spool: Path, progress_file: Path, delay: float) -> subprocess.Popen[bytes]:
+def start_filer(
+    url: str, server: S3Server, spool: Path, progress_file: Path, delay: float, gate: Path | None = None
+) -> subprocess.Popen[bytes]:
     endpoint = server.endpoint
     argv = [
         sys.executable, str(HELPER), url, endpoint.endpoint, endpoint.access_key, endpoint.secret_key,
         endpoint.bucket, str(spool), str(COUNT), str(progress_file), str(delay),
     ]  # fmt: skip
+    if gate is not None:
+        argv.append(str(gate))
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -58,11 +62,13 @@ def test_s3_outage_and_process_kill_lose_and_duplicate_nothing(database_url: str
     try:
         server.start()
         port = int(server.endpoint.endpoint.rsplit(":", 1)[1])
-        first = start_filer(database_url, server, spool_dir, progress_file, delay=0.15)
+        gate = tmp_path / "gate"
+        gate.write_text("4")  # the filer files violations 0-3, then waits
+        first = start_filer(database_url, server, spool_dir, progress_file, delay=0.05, gate=gate)
         wait_until(lambda: progress(progress_file) >= 4, 60, "four filings with S3 up")
         server.stop()  # S3 goes away mid-run; the filer keeps filing into the spool
-        stopped_at = progress(progress_file)
-        wait_until(lambda: progress(progress_file) >= stopped_at + 6, 60, "six filings with S3 down")
+        gate.write_text("10")
+        wait_until(lambda: progress(progress_file) >= 10, 60, "six filings with S3 down")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
         filed_before_kill = progress(progress_file)

@@ -18,10 +18,13 @@ from citywatch.datasets.recipe import load_recipe
 from citywatch.models.card import ModelCard
 from citywatch.vision.detector import OnnxDetector
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("ultralytics") is None,
-    reason="ultralytics is not installed (pip install -e '.[train]'); training and export tests need it",
-)
+pytestmark = [
+    pytest.mark.ultralytics,
+    pytest.mark.skipif(
+        importlib.util.find_spec("ultralytics") is None,
+        reason="ultralytics is not installed (pip install -e '.[train]'); training and export tests need it",
+    ),
+]
 
 
 @pytest.fixture

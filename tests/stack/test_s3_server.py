@@ -120,3 +120,14 @@ def test_children_are_stopped_when_the_interpreter_exits(tmp_path: Path) -> None
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert processes_in_groups({int(result.stdout)}) == []
+
+
+def test_many_buckets_each_get_a_volume(tmp_path: Path) -> None:
+    # Each bucket takes a volume; with weed's 1 GiB default a disk with 60 GiB free failed at bucket 61 (HTTP 500).
+    with S3Server(tmp_path / "data", log_path=tmp_path / "weed.log") as server:
+        client = server.endpoint.client()
+        for index in range(90):
+            bucket = f"many-{index}"
+            client.make_bucket(bucket)
+            client.put_object(bucket, "x", io.BytesIO(b"x"), 1)
+        assert len(client.list_buckets()) >= 90

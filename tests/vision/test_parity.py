@@ -39,6 +39,8 @@ ultralytics = pytest.importorskip(
 
 from citywatch.vision.detector import OnnxDetector  # noqa: E402
 
+pytestmark = pytest.mark.ultralytics
+
 MODEL = REPO / "models" / "default" / "citywatch-coco-yolo11n.onnx"
 SHARED_DATA = REPO.parent / "shared" / "data"
 CONF, IOU = 0.25, 0.7
