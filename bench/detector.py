@@ -64,7 +64,9 @@ def ultralytics_predict(model_path: Path) -> Callable[[list[np.ndarray], int], o
     model = YOLO(str(model_path), task="detect")
 
     def predict(images: list[np.ndarray], batch: int) -> object:
-        return model.predict(images, batch=batch, imgsz=640, conf=0.25, iou=0.7, verbose=False)
+        # rect=False: the square 640 letterbox the ONNX input takes (ultralytics reads the dynamic batch axis as
+        # fully dynamic and would otherwise feed a rectangle), the same pre-processing citywatch does.
+        return model.predict(images, batch=batch, imgsz=640, conf=0.25, iou=0.7, rect=False, verbose=False)
 
     return predict
 

@@ -6,6 +6,9 @@
                                  │                                                     │
                                  └──────────────────► reopened ◄───────────────────────┘
 
+`undo` takes a reviewer's own confirm or reject back to `under_review` within `UNDO_WINDOW` (a new audit line;
+nothing is erased).
+
 Who may take each action is part of the same table, so one place answers "can this person do this now?".
 Everything here is plain data and pure functions; `CaseWorkflow` (cases/workflow.py) applies them in SQL.
 """
@@ -45,6 +48,9 @@ class Action(StrEnum):
     """Someone checked the fix on site or on camera."""
     CLOSE = "close"
     REOPEN = "reopen"
+    UNDO = "undo"
+    """Take back one's own confirm or reject within `UNDO_WINDOW`: the case goes back to review. Only the
+    last line of the case's history, only by whoever wrote it (CaseWorkflow checks); later, a supervisor reopens."""
 
 
 class Role(StrEnum):
@@ -96,7 +102,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(S.REJECTED, A.CLOSE, S.CLOSED, SUPERVISORS),
     _t(S.CLOSED, A.REOPEN, S.REOPENED, SUPERVISORS, needs_comment=True),
     _t(S.REJECTED, A.REOPEN, S.REOPENED, SUPERVISORS, needs_comment=True),
+    _t(S.CONFIRMED, A.UNDO, S.UNDER_REVIEW, INSPECTORS),
+    _t(S.REJECTED, A.UNDO, S.UNDER_REVIEW, INSPECTORS),
 )
+UNDO_WINDOW = timedelta(minutes=10)
+"""How long a reviewer may take back a confirm or reject (the review page's undo)."""
 del S, A
 
 _BY_KEY: Mapping[tuple[State, Action], Transition] = MappingProxyType({(t.source, t.action): t for t in TRANSITIONS})
@@ -114,6 +124,10 @@ class TransitionRefused(LifecycleError):
 
 class NotPermitted(LifecycleError):
     """The role may not take this action."""
+
+
+class UndoRefused(TransitionRefused):
+    """Undo only takes back the caller's own confirm or reject, when it is the case's last line and recent."""
 
 
 class CommentRequired(LifecycleError):

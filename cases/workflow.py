@@ -8,6 +8,7 @@ second one is checked against the state the first one left.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,11 +20,13 @@ from citywatch.cases.db import AuditRow, CaseRow
 from citywatch.cases.lifecycle import (
     CLOSED_STATES,
     INSPECTORS,
+    UNDO_WINDOW,
     Action,
     LifecycleError,
     NotPermitted,
     Role,
     State,
+    UndoRefused,
     transition_for,
 )
 from citywatch.cases.store import CaseRecord, CaseStore
@@ -56,20 +59,36 @@ class CaseWorkflow:
     def __init__(self, store: CaseStore) -> None:
         self.store = store
 
-    def act(self, case_id: int, action: Action, *, actor: str, role: Role, comment: str = "") -> CaseRecord:
-        """Take `action` on the case; raises CaseNotFound or a LifecycleError saying why not."""
+    def act(
+        self,
+        case_id: int,
+        action: Action,
+        *,
+        actor: str,
+        role: Role,
+        comment: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> CaseRecord:
+        """Take `action` on the case; raises CaseNotFound or a LifecycleError saying why not.
+
+        `details` go into the audit line (a dispatch's target department). `undo` is checked against the case's
+        last audit line: the caller's own confirm or reject, at most `UNDO_WINDOW` old.
+        """
         comment = _clean_comment(comment)
         with self.store.writing() as session:
             row = _locked_case(session, case_id)
             transition = transition_for(row.state, action, role, comment)
             now = self.store.now()
+            recorded = dict(details or {})
+            if action is Action.UNDO:
+                recorded["undoes"] = _undoable_line(session, row, actor, now)
             source = row.state
             row.state = transition.target.value
             row.state_changed_at = now
             row.updated_at = now
             row.due_at = self.store.policy.due_at(transition.target, now)
             row.closed_at = now if transition.target in CLOSED_STATES else None
-            session.add(_audit(row.id, now, actor, action.value, source, row.state, comment))
+            session.add(_audit(row.id, now, actor, action.value, source, row.state, comment, recorded))
         return self._get(case_id)
 
     def correct_kind(
@@ -118,6 +137,23 @@ class CaseWorkflow:
 def _require(role: Role, what: str) -> None:
     if role not in INSPECTORS:
         raise NotPermitted(f"role {role} may not {what} a case (roles that may: {', '.join(sorted(INSPECTORS))})")
+
+
+def _undoable_line(session: Session, row: CaseRow, actor: str, now: datetime) -> int:
+    """The id of the audit line an undo takes back, or UndoRefused saying why there is none."""
+    last = session.scalars(
+        sa.select(AuditRow).where(AuditRow.case_id == row.id).order_by(AuditRow.id.desc()).limit(1)
+    ).one_or_none()
+    reviewed = (Action.CONFIRM.value, Action.REJECT.value)
+    if last is None or last.action not in reviewed or last.to_state != row.state:
+        raise UndoRefused(f"case {row.id}: its last change is not a confirm or reject, so there is nothing to undo")
+    if last.actor != actor:
+        raise UndoRefused(f"case {row.id} was {last.to_state} by {last.actor}; only they may undo it")
+    if now - last.at > UNDO_WINDOW:
+        raise UndoRefused(
+            f"case {row.id} was {last.to_state} more than {UNDO_WINDOW} ago; a supervisor can reopen it instead"
+        )
+    return last.id
 
 
 def _clean_comment(text: str) -> str:

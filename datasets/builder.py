@@ -25,10 +25,11 @@ from pathlib import Path
 
 import yaml
 
+from citywatch.datasets.cases_source import CaseReviewSource
 from citywatch.datasets.dedupe import dhash, near_duplicates
 from citywatch.datasets.importing import YoloFolderSource
 from citywatch.datasets.manifest import DatasetManifest, SourceRecord, SplitCounts, content_hash
-from citywatch.datasets.recipe import DatasetRecipe, SourceConfig
+from citywatch.datasets.recipe import CasesSourceConfig, DatasetRecipe, SourceConfig
 from citywatch.datasets.sample import DatasetSource, Sample
 from citywatch.datasets.splits import split_by_group
 from citywatch.datasets.validate import Drop, DropReason, count_drops
@@ -63,8 +64,10 @@ def _citywatch_version() -> str:
         return "unknown"
 
 
-def open_source(config: SourceConfig, recipe: DatasetRecipe) -> DatasetSource:
-    """The source object for a recipe entry (one kind today; reviewed cases will add one)."""
+def open_source(config: SourceConfig | CasesSourceConfig, recipe: DatasetRecipe) -> DatasetSource:
+    """The source object for a recipe entry: an outside YOLO folder, or reviewed cases."""
+    if isinstance(config, CasesSourceConfig):
+        return CaseReviewSource.from_config(config, recipe)
     if config.kind == "yolo_folder":
         return YoloFolderSource(config, recipe)
     raise ValueError(f"source {config.name!r}: unknown kind {config.kind!r}")  # pragma: no cover (pydantic guards)

@@ -8,14 +8,16 @@ than silently dropped or silently kept.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-__all__ = ["DatasetRecipe", "RecipeError", "SourceConfig", "SplitConfig", "load_recipe"]
+__all__ = ["CasesSourceConfig", "DatasetRecipe", "RecipeError", "SourceConfig", "SplitConfig", "load_recipe"]
 
 
 class RecipeError(ValueError):
@@ -66,6 +68,49 @@ class SourceConfig(BaseModel):
         return match.group(1) if match else Path(file_name).stem
 
 
+class CaseEvidenceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = Field(description="S3 endpoint host:port of the evidence store")
+    bucket: str = Field("citywatch-evidence", description="Bucket that holds evidence objects")
+    access_key: str = Field(description="S3 access key; write ${ENV_VAR}")
+    secret_key: str = Field(description="S3 secret key; write ${ENV_VAR}")
+    secure: bool = Field(False, description="Use HTTPS to reach the object store")
+
+
+class CasesSourceConfig(BaseModel):
+    """Reviewed enforcement cases (`citywatch.datasets.cases_source`): confirmed → labels, rejected → negatives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Short unique name; prefixes the file names of its images in the dataset")
+    kind: Literal["cases"] = Field(description="cases: reviewed cases of a case store, frames from its evidence")
+    database: str = Field(description="SQLAlchemy URL of the case database (read only); write secrets as ${ENV}")
+    evidence: CaseEvidenceConfig = Field(description="The S3 evidence store the cases' frames are in")
+    url: str | None = Field(None, description="Where the source comes from, for the manifest and model card")
+    licence: str = Field("own data", description="Licence of the camera pictures, as the operator states it")
+    attribution: str | None = Field(None, description="Attribution text, if any")
+    class_map: dict[str, str | None] = Field(
+        description="Case kind → model class name; null or absent: cases of that kind are left out"
+    )
+
+    @property
+    def path(self) -> str:
+        """The database, without its password (the manifest's `path` of this source)."""
+        return sa.make_url(self.database).render_as_string(hide_password=True)
+
+
+def _source_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return str(kind or "yolo_folder")
+
+
+AnySourceConfig = Annotated[
+    Annotated[SourceConfig, Tag("yolo_folder")] | Annotated[CasesSourceConfig, Tag("cases")],
+    Discriminator(_source_kind),
+]
+
+
 class SplitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,7 +126,7 @@ class DatasetRecipe(BaseModel):
 
     name: str = Field(description="Dataset name, written in its manifest and in model cards")
     names: list[str] = Field(description="The model's classes, in class-id order")
-    sources: list[SourceConfig] = Field(min_length=1, description="Where the images and labels come from")
+    sources: list[AnySourceConfig] = Field(min_length=1, description="Where the images and labels come from")
     split: SplitConfig = Field(default_factory=SplitConfig, description="How pooled sources are split")
     dedupe_max_distance: int = Field(
         4, ge=0, le=64, description="dHash bits (of 64) within which two images count as near-duplicates"
@@ -101,7 +146,7 @@ class DatasetRecipe(BaseModel):
                 raise ValueError(f"source {source.name!r}: class_map targets {unknown} are not in names {self.names}")
         return self
 
-    def class_ids(self, source: SourceConfig) -> dict[str, int | None]:
+    def class_ids(self, source: SourceConfig | CasesSourceConfig) -> dict[str, int | None]:
         """The source's class map with target names turned into class ids."""
         return {src: None if dst is None else self.names.index(dst) for src, dst in source.class_map.items()}
 
@@ -115,6 +160,10 @@ def load_recipe(path: str | Path) -> DatasetRecipe:
         raise RecipeError(f"{path}: cannot read the recipe: {error}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with name, names, sources")
+    missing: list[str] = []
+    raw = _substitute_env(raw, missing)
+    if missing:
+        raise RecipeError(f"{path}: environment variables not set: {', '.join(sorted(set(missing)))}")
     for source in raw.get("sources") or []:
         if isinstance(source, dict) and isinstance(source.get("path"), str):
             source_path = Path(source["path"]).expanduser()
@@ -124,3 +173,25 @@ def load_recipe(path: str | Path) -> DatasetRecipe:
     except ValidationError as error:
         problems = "; ".join(f"{' → '.join(str(p) for p in e['loc']) or 'recipe'}: {e['msg']}" for e in error.errors())
         raise RecipeError(f"{path}: {problems}") from None
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute_env(node: Any, missing: list[str]) -> Any:
+    """${NAME} in any string of the recipe is the environment variable NAME (database and S3 secrets)."""
+    if isinstance(node, dict):
+        return {key: _substitute_env(value, missing) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute_env(value, missing) for value in node]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            value = os.environ.get(match.group(1))
+            if value is None:
+                missing.append(match.group(1))
+                return ""
+            return value
+
+        return _ENV.sub(replace, node)
+    return node

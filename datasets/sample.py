@@ -1,10 +1,9 @@
 """What a dataset source yields: one image with its labels already on the model's classes.
 
 A source is anything with a `name` and a `samples(report)` iterator (`DatasetSource`). Outside YOLO folders are
-one (`citywatch.datasets.importing.YoloFolderSource`). Reviewed enforcement cases will be another: confirmed
-cases give boxes with the inspector's corrected kind, rejected ones hard negatives (empty labels), frames read
-from the evidence store, the camera id as the group. That source needs the case workflow (`citywatch.cases`)
-and is not written yet; the builder needs no change for it.
+one (`citywatch.datasets.importing.YoloFolderSource`). Reviewed enforcement cases are another
+(`citywatch.datasets.cases_source.CaseReviewSource`): confirmed cases give boxes with the inspector's corrected
+kind, rejected ones hard negatives (empty labels), frames read from the evidence store, the camera id as the group.
 """
 
 from __future__ import annotations

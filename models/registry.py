@@ -11,9 +11,9 @@ and nothing changes, if `OnnxDetector.from_path` cannot open it or the smoke tes
 sample image must run without error and give sane output (boxes finite and inside the image, confidences in
 0..1, class ids within the model's classes).
 
-The running service does not watch this directory yet: hot swap through Ray Serve's `reconfigure` belongs to
-`serving/deployments.py` and comes with that work. Versions live on local disk; storing them in the S3
-evidence store is not done.
+A running `citywatch serve` watches `registry.json`: a detector configured as `model: registry:<name>` swaps to
+the newly promoted version through its deployment's `reconfigure` (`serving/runner.py`, `serving/deployments.py`).
+Versions live on local disk; storing them in the S3 evidence store is not done.
 """
 
 from __future__ import annotations

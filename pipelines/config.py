@@ -85,6 +85,52 @@ class DetectorConfig(Strict):
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (default: per machine)")
 
 
+# -- warnings before filing (issue 6): actions, and a rule's `warn` --------------------------------------------
+
+
+class HttpActionConfig(Strict):
+    type: Literal["http"] = Field(description="http: POST a JSON warning (camera, preset, zone, kind, texts) to `url`")
+    url: str = Field(description="http(s) URL of the speaker gateway or the camera's audio endpoint")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (e.g. Authorization); write secrets as ${ENV_VAR}"
+    )
+    timeout: Duration = Field(timedelta(seconds=3), description="HTTP timeout of one attempt")
+    retries: int = Field(1, ge=0, le=10, description="Further attempts after a failed one")
+    retry_after: Duration = Field(timedelta(seconds=1), description="Wait before a retry; doubles after each")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        return url
+
+
+ActionConfig = HttpActionConfig
+"""One warning action; `type` picks which. A new type (ONVIF audio back-channel, a shell command) becomes a
+discriminated union here plus a factory registered in `pipelines.warnings`."""
+
+
+class WarnConfig(Strict):
+    action: str = Field(description="Name of the action (under `actions:`) that warns, e.g. a speaker")
+    grace: Duration = Field(
+        description="After the warning, the case is filed only if the same problem is reported again this much "
+        "later; must be longer than the rule's repeat_every"
+    )
+    tolerance: Duration | None = Field(
+        None,
+        description="How long after the grace a report may still come before the hold is dropped (warned, "
+        "cleared); at least the preset's re-report interval. None: twice that interval",
+    )
+
+    @field_validator("grace")
+    @classmethod
+    def _positive(cls, grace: timedelta) -> timedelta:
+        if grace <= timedelta(0):
+            raise ValueError(f"must be longer than zero, got {grace}")
+        return grace
+
+
 class _RuleConfigBase(Strict):
     kind: str = Field(description="Violation kind filed (a key of the taxonomy, see docs/taxonomy.md)")
     classes: list[str] = Field(
@@ -92,11 +138,22 @@ class _RuleConfigBase(Strict):
     )
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this are ignored")
     active: tuple[time, time] | None = Field(None, description="Local daily window [start, end) the rule runs")
+    warn: WarnConfig | None = Field(
+        None, description="Warn first (e.g. a voice warning) and file only if the problem is still there after grace"
+    )
 
     @model_validator(mode="after")
     def _known_kind(self) -> _RuleConfigBase:
         if self.kind not in KINDS:
             raise ValueError(f"kind: unknown kind {self.kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+        return self
+
+    @model_validator(mode="after")
+    def _grace_outlasts_repeats(self) -> _RuleConfigBase:
+        # A staying object is re-reported every repeat_every: a shorter grace would file at the first re-report.
+        repeat_every: timedelta = getattr(self, "repeat_every", timedelta(0))
+        if self.warn is not None and self.warn.grace <= repeat_every:
+            raise ValueError(f"warn → grace: {self.warn.grace} must be longer than repeat_every ({repeat_every})")
         return self
 
 
@@ -219,6 +276,9 @@ class PresetConfig(Strict):
     )
     schedule: ScheduleConfig | None = Field(
         None, description="When to visit; none: visit again as soon as the camera is free (fixed cameras)"
+    )
+    detector: str | None = Field(
+        None, description="Detector (under `detectors:`) for this preset; none: the camera's `detector`"
     )
     zones: dict[str, ZoneConfig] = Field(description="Zones of this preset, by name")
 
@@ -373,6 +433,50 @@ class CityConfig(Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API login settings")
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig, description="Events to outside case systems")
     devices: DevicesConfig = Field(default_factory=DevicesConfig, description="Non-camera devices and their kinds")
+    actions: dict[str, ActionConfig] = Field(
+        default_factory=dict, description="Warning actions by name (speakers); a rule's `warn` refers to one"
+    )
+
+    @model_validator(mode="after")
+    def _warnings_resolve(self) -> CityConfig:
+        problems = []
+        for name, rule in self.rules.items():
+            if rule.warn is not None and rule.warn.action not in self.actions:
+                known = ", ".join(self.actions) or "none"
+                problems.append(
+                    f"rules → {name} → warn → action: no action named {rule.warn.action!r} (known: {known})"
+                )
+        for camera_id, camera in self.cameras.items():
+            for preset_id, preset in camera.presets.items():
+                for zone_name, zone in preset.zones.items():
+                    for name in zone.rules:
+                        warn = self.rules[name].warn if name in self.rules else None
+                        if warn is None or warn.tolerance is None:
+                            continue
+                        interval = self.rereport_interval(camera_id, preset_id, name)
+                        if warn.tolerance < interval:
+                            where = f"cameras → {camera_id} → presets → {preset_id} → zones → {zone_name}"
+                            problems.append(
+                                f"{where}: rules → {name} → warn → tolerance {warn.tolerance} is shorter than the "
+                                f"re-report interval here ({interval}): a problem still there would be dropped"
+                            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def rereport_interval(self, camera_id: str, preset_id: str, rule: str) -> timedelta:
+        """Longest wait between two reports of a staying object by `rule` at this preset: the rule's
+        repeat_every, or the time between visits when longer (the object is only seen when the camera looks)."""
+        preset = self.cameras[camera_id].presets[preset_id]
+        visit = preset.schedule.every if preset.schedule is not None else preset.sample_every * preset.samples
+        return max(self.rules[rule].repeat_every, visit)
+
+    def warn_tolerance(self, camera_id: str, preset_id: str, rule: str) -> timedelta:
+        """The `warn → tolerance` of `rule` at this preset (default: twice its re-report interval)."""
+        warn = self.rules[rule].warn
+        if warn is not None and warn.tolerance is not None:
+            return warn.tolerance
+        return 2 * self.rereport_interval(camera_id, preset_id, rule)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityConfig:
@@ -381,6 +485,10 @@ class CityConfig(Strict):
             if camera.detector not in self.detectors:
                 problems.append(f"cameras → {camera_id} → detector: no detector named {camera.detector!r}")
             for preset_id, preset in camera.presets.items():
+                if preset.detector is not None and preset.detector not in self.detectors:
+                    where = f"cameras → {camera_id} → presets → {preset_id} → detector"
+                    known = ", ".join(self.detectors)
+                    problems.append(f"{where}: no detector named {preset.detector!r} (known: {known})")
                 for zone_name, zone in preset.zones.items():
                     for rule in zone.rules:
                         if rule not in self.rules:
@@ -407,6 +515,11 @@ class CityConfig(Strict):
         }
         new_storage = storage.model_copy(update={"database": database, "spool_dir": spool})
         return self.model_copy(update={"storage": new_storage, "detectors": detectors})
+
+    def preset_detector(self, camera_id: str, preset_id: str) -> str:
+        """The detector a preset uses: its own `detector`, else its camera's."""
+        camera = self.cameras[camera_id]
+        return camera.presets[preset_id].detector or camera.detector
 
     def watched_zones(self, camera_id: str, preset_id: str) -> list[WatchedZone]:
         """The zones of one preset compiled into vision objects with their rules."""

@@ -26,6 +26,7 @@ from citywatch.pipelines.config import CityConfig
 from citywatch.pipelines.patrol import CameraPatrol, Detect, FrameSource, PresetVisit, Sink
 from citywatch.pipelines.ptz import OnvifPtz, PtzControl
 from citywatch.pipelines.schedule import CameraLeases, Clock, Schedule, SystemClock
+from citywatch.pipelines.warnings import WarningGate
 from citywatch.vision.scene import PresetScene
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,12 @@ class Fleet:
         camera = config.cameras[camera_id]
         presets = []
         for preset_id, preset in camera.presets.items():
+            detector = config.preset_detector(camera_id, preset_id)
             scene = PresetScene(
                 camera_id,
                 preset_id,
                 config.watched_zones(camera_id, preset_id),
-                model_version=self.model_versions.get(camera.detector, ""),
+                model_version=self.model_versions.get(detector, ""),
             )
             schedule = Schedule()
             if preset.schedule is not None:
@@ -126,6 +128,8 @@ class Fleet:
                     samples=preset.samples,
                     sample_every=preset.sample_every.total_seconds(),
                     settle=preset.settle.total_seconds(),
+                    detect=self.detect_for(detector),
+                    detector=detector,
                 )
             )
         return CameraPatrol(
@@ -144,6 +148,8 @@ class Fleet:
         self.rank = self.rank if rank is None else rank
         self.replicas = self.replicas if replicas is None else replicas
         self._config = config
+        if isinstance(self.sink, WarningGate):  # rules' `warn:` and the actions follow the config too
+            self.sink.apply(config)
         wanted = {camera_id: _signature(config, camera_id) for camera_id in config.cameras if self.owns(camera_id)}
         stopped = [c for c in self.patrols if c not in wanted]
         restarted = [c for c in self.patrols if c in wanted and self._signatures[c] != wanted[c]]
@@ -164,6 +170,14 @@ class Fleet:
                 self.rank, self.replicas, len(self.patrols), started, restarted, stopped,
             )  # fmt: skip
         return FleetChange(started, stopped, restarted, unchanged)
+
+    def set_model_versions(self, versions: dict[str, str]) -> None:
+        """A detector now runs another model version (hot swap): scenes record it from now on, nothing restarts."""
+        self.model_versions = dict(versions)
+        for patrol in self.patrols.values():
+            for preset in patrol.presets.values():
+                if preset.detector is not None:
+                    preset.scene.model_version = self.model_versions.get(preset.detector, "")
 
     def _start(self, camera_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self.patrols[camera_id].run(), name=f"patrol-{camera_id}")
@@ -237,7 +251,11 @@ class Fleet:
 
 
 def _signature(config: CityConfig, camera_id: str) -> str:
-    """Everything a camera's patrol is built from; a change restarts that camera only."""
+    """Everything a camera's patrol is built from; a change restarts that camera only.
+
+    The detectors' settings (model file, thresholds) are not part of it: a detector deployment swaps its model
+    in place (`serving.deployments.Detector.reconfigure`), and the cameras keep patrolling through the swap.
+    """
     camera = config.cameras[camera_id]
     rules = sorted(
         {rule for preset in camera.presets.values() for zone in preset.zones.values() for rule in zone.rules}
@@ -246,7 +264,6 @@ def _signature(config: CityConfig, camera_id: str) -> str:
         {
             "camera": camera.model_dump(mode="json"),
             "rules": {name: config.rules[name].model_dump(mode="json") for name in rules},
-            "detector": config.detectors[camera.detector].model_dump(mode="json"),
             "timezone": config.serving.timezone,
         },
         sort_keys=True,

@@ -70,6 +70,10 @@ class PresetVisit:
     samples: int = 5
     sample_every: float = 2.0
     settle: float = 2.0
+    detect: Detect | None = None
+    """This preset's detector (a preset may use another model than its camera); None: the patrol's."""
+    detector: str | None = None
+    """The name of that detector, for health reports and model-version updates."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ class CameraPatrol:
                     break
                 self._check_size(preset, frame, visits)
                 frames += 1
-                violations += await self._deliver(await self.analyse(frame, preset.scene))
+                violations += await self._deliver(await self.analyse(frame, preset.scene, preset.detect))
         finally:
             if visits and preset.scene.in_visit:
                 violations += await self._deliver(preset.scene.end_visit())
@@ -232,10 +236,10 @@ class CameraPatrol:
         self.history.append(record)
         return record, next_free
 
-    async def analyse(self, frame: Frame, scene: PresetScene) -> list[Violation]:
-        """Detections → the scene's violations (not yet delivered)."""
+    async def analyse(self, frame: Frame, scene: PresetScene, detect: Detect | None = None) -> list[Violation]:
+        """Detections (by `detect`, else the patrol's detector) → the scene's violations (not yet delivered)."""
         try:
-            detections = await self.detect(frame.image)
+            detections = await (detect or self.detect)(frame.image)
         except Exception as error:  # the detector deployment may be redeploying: try again next sample
             self._error("detector_errors", f"camera {self.camera_id!r}: detector failed: {error!r}")
             return []
@@ -309,6 +313,7 @@ class CameraPatrol:
             "started_at": self.started_at.isoformat(),
             "current_preset": self.current_preset,
             "presets": list(self.presets),
+            "detectors": {p.preset_id: p.detector for p in self.presets.values() if p.detector is not None},
             "next_due": {p: slot.due.isoformat() for p, slot in self.plan.pending.items()},
             "recent_visits": [record.as_json() for record in list(self.history)[-5:]],
         }

@@ -27,6 +27,7 @@ from citywatch.serving.auth import Permission, principal_dependency, requirer
 from citywatch.serving.context import ApiContext, Device, HealthProbe, KindName
 from citywatch.serving.routes_cases import cases_router
 from citywatch.serving.routes_ops import ops_router
+from citywatch.serving.routes_pages import install_pages
 from citywatch.serving.schemas import (
     ApiKeyResponse,
     LoginRequest,
@@ -157,4 +158,5 @@ def build_api(context: ApiContext) -> FastAPI:
 
     api.include_router(cases_router(context, require))
     api.include_router(ops_router(context, require))
+    install_pages(api, context, require)  # the review page under /ui (serving/routes_pages.py)
     return api

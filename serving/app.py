@@ -13,6 +13,7 @@ from citywatch.serving import deployments
 Detector = cast(Deployment, deployments.Detector)
 CameraFleet = cast(Deployment, deployments.CameraFleet)
 FleetHealthBoard = cast(Deployment, deployments.FleetHealthBoard)
+ConfigBoard = cast(Deployment, deployments.ConfigBoard)
 Api = cast(Deployment, deployments.Api)
 
 
@@ -30,10 +31,13 @@ def build_app(config: CityConfig) -> Application:
     """Detectors (one deployment per configured model) ← camera fleet (sharded) ← HTTP ingress.
 
     The fleet gets the config as `user_config`; `CameraFleet.reconfigure` applies it with `Fleet.apply`, so
-    when Serve updates running replicas in place only the changed cameras restart. (`serve.run` of a rebuilt
-    app still replaced the replicas in our test; `serve deploy` with a config file is Serve's in-place path.)
+    when Serve updates running replicas in place only the changed cameras restart. `serve.run` of a rebuilt
+    app replaces every replica instead (a new random code version per imperative deploy), so a running city
+    changes through the ConfigBoard: `runner.publish_config` posts a new config there, and the fleet and
+    detector replicas poll it and apply it in place (`deployments` module docstring).
     """
     serving = config.serving
+    config_board = ConfigBoard.bind(config.model_dump(mode="json"))
     detectors = {
         name: Detector.options(
             name=f"Detector-{name}",
@@ -41,9 +45,10 @@ def build_app(config: CityConfig) -> Application:
             # Room for two full batches in flight, or @serve.batch never fills.
             max_ongoing_requests=2 * serving.max_batch_size,
             ray_actor_options={"num_cpus": serving.detector_cpus},
-        ).bind(name, detector, serving.max_batch_size, serving.batch_wait_s)
+            user_config={"detector": detector.model_dump(mode="json")},
+        ).bind(name, detector, serving.max_batch_size, serving.batch_wait_s, config_board)
         for name, detector in config.detectors.items()
     }
     board = FleetHealthBoard.bind()
-    fleet = fleet_deployment(config).bind(detectors, board)
+    fleet = fleet_deployment(config).bind(detectors, board, 2.0, config_board)
     return Api.bind(config, fleet, detectors)

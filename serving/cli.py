@@ -79,21 +79,44 @@ def check(config: Annotated[Path, typer.Argument(help="The city's YAML config")]
 def serve(
     config: Annotated[Path, typer.Argument(help="The city's YAML config")],
     num_cpus: Annotated[int | None, typer.Option(help="CPUs Ray may use (default: all)")] = None,
+    models: Annotated[Path, typer.Option(help="Model registry of `model: registry:<name>` detectors")] = Path(
+        "var/models"
+    ),
+    watch_every: Annotated[float, typer.Option(help="Seconds between looks at the config file and registry")] = 2.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run a city from its config until Ctrl-C."""
-    _logging(verbose)
-    from citywatch.serving.runner import preflight, running_city
+    """Run a city from its config until Ctrl-C; changes to the file (or a model promotion) apply while it runs.
 
-    city = _load(config).anchored(Path.cwd())
+    Cameras, presets, rules and detector models/thresholds change in place (only changed cameras restart);
+    an invalid file, or a change of other sections, is refused and the running config stays. SIGHUP: look now.
+    """
+    _logging(verbose)
+    from citywatch.serving.runner import ConfigWatcher, load_city, preflight, publish_config, running_city
+
+    try:
+        city = load_city(config, base_dir=Path.cwd(), models_root=models.resolve())
+    except ConfigError as error:
+        console.print(f"[red]config error:[/] {error}")
+        raise typer.Exit(2) from None
     for problem in preflight(city):
         console.print(f"[red]problem:[/] {problem}")
-    stop = threading.Event()
+    stop, look = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: look.set())
     with running_city(city, num_cpus=num_cpus, verbose=verbose) as url:
-        console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop")
+        console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop; watching {config} for changes")
+        watcher = ConfigWatcher(config, city, publish_config, base_dir=Path.cwd(), models_root=models.resolve())
         with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+            while not stop.is_set():
+                look.wait(watch_every)
+                forced = look.is_set()
+                look.clear()
+                try:
+                    message = watcher.poll(force=forced)
+                except Exception as error:  # the app may be redeploying: try again at the next look
+                    message = f"[red]could not publish the config change:[/] {error!r}"
+                if message:
+                    console.print(message)
 
 
 def _load(path: Path) -> CityConfig:

@@ -2,6 +2,14 @@
 
 Api (FastAPI ingress) ──► CameraFleet × N (patrol loops of a shard, files cases) ──► Detector (batched onnxruntime)
                               └──► FleetHealthBoard (every shard's camera health, for the Api)
+ConfigBoard (the running config, with a revision) ◄── polled by every CameraFleet and Detector replica
+
+Changes while running: `citywatch serve` follows its config file (and the model registry) and publishes each
+valid change to the ConfigBoard. Every replica polls the board: a CameraFleet replica hands the new config to
+`Fleet.apply` (only added or changed cameras start or restart), a Detector replica calls its own `reconfigure`
+(the Serve user_config hook), which loads and smoke-tests the new model beside the old one and swaps it in
+between two batches, or refuses it and keeps serving the old one. Re-running `serve.run` would instead
+replace every replica (Ray 2.60 gives each imperative deploy a new random code version).
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ from citywatch.cases.filing import CaseFiler
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
 from citywatch.models.builtin import resolve_model
+from citywatch.models.registry import ModelRefused, smoke_test
 from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.patrol import Detect
 from citywatch.pipelines.sink import CaseSink
+from citywatch.pipelines.warnings import WarningGate
 from citywatch.serving.api import ApiContext, build_api
 from citywatch.vision.detector import ModelLoadError, OnnxDetector
 
@@ -38,33 +48,107 @@ class DetectorUnavailable(RuntimeError):
     """The detector's model did not load; the message names the model path and why."""
 
 
+def _open_checked(config: DetectorConfig) -> OnnxDetector:
+    """Load a detector's model and pass the registry's smoke test (ModelLoadError, ModelRefused, ValueError)."""
+    path = resolve_model(config.model)
+    detector = OnnxDetector.from_path(path, conf=config.conf, iou=config.iou, threads=config.threads)
+    smoke_test(detector)
+    detector.warmup()
+    return detector
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 1})
 class Detector:
-    """One onnxruntime session; concurrent calls from all cameras are batched into one run."""
+    """One onnxruntime session; concurrent calls from all cameras are batched into one run.
 
-    def __init__(self, name: str, config: DetectorConfig, max_batch_size: int, batch_wait_s: float) -> None:
+    The model is swapped while running by `reconfigure` (user_config {"detector": DetectorConfig as JSON}, or
+    the detector's entry of a config published on the ConfigBoard): the new model is loaded and smoke-tested
+    in a thread beside the old one, which answers every call until the swap. A model that fails is refused,
+    logged and shown in `info()["refused"]`; the old one keeps serving.
+    """
+
+    # Async: the board poll needs the replica's running event loop.
+    async def __init__(  # type: ignore[misc]
+        self,
+        name: str,
+        config: DetectorConfig,
+        max_batch_size: int,
+        batch_wait_s: float,
+        config_board: DeploymentHandle[Any] | None = None,
+        poll_every_s: float = 2.0,
+    ) -> None:
         self.name = name
         self.error: str | None = None
+        self.refused: dict[str, Any] | None = None
         self.detector: OnnxDetector | None = None
-        try:
-            path = resolve_model(config.model)
-            self.detector = OnnxDetector.from_path(path, conf=config.conf, iou=config.iou, threads=config.threads)
-            self.detector.warmup()
-        except ModelLoadError as error:
-            # Stay up and say why: cameras on this detector report the error, the rest of the city runs.
-            self.error = f"detector {name!r}: {error}"
-            log.error(self.error)
+        self.config: DetectorConfig | None = None
+        self.swaps = 0
+        self._tried: DetectorConfig | None = None
+        self._lock = asyncio.Lock()
         # The batch size comes from the config; @serve.batch's wrapper can be retuned per replica.
         batched = cast(Any, self.detect)
         batched.set_max_batch_size(max_batch_size)
         batched.set_batch_wait_timeout_s(batch_wait_s)
+        await self._load(config)
+        self.board = config_board
+        self.revision = 0  # the board starts at revision 0 with the config this replica was built from
+        self.poll_every_s = poll_every_s
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_forever()) if config_board else None
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve's user_config hook (and the board poll's): serve the model `user_config["detector"]` names."""
+        await self._load(DetectorConfig.model_validate(user_config["detector"]))
+
+    async def _load(self, config: DetectorConfig) -> None:
+        async with self._lock:
+            if config == self._tried:
+                return  # already serving it, or already refused it
+            self._tried = config
+            try:
+                detector = await asyncio.to_thread(_open_checked, config)
+            except (ModelLoadError, ModelRefused, ValueError) as error:
+                message = f"detector {self.name!r}: {error}"
+                if self.detector is None:
+                    # Stay up and say why: cameras on this detector report the error, the rest of the city runs.
+                    self.error = message
+                    log.error(message)
+                else:
+                    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    self.refused = {"model": config.model, "error": message, "at": now}
+                    log.error("%s — refused; still serving %s", message, self.detector.info.version)
+                return
+            before = self.detector
+            # One assignment: a batch already running keeps the detector it started with, the next gets this one.
+            self.detector, self.config, self.error, self.refused = detector, config, None, None
+            if before is not None:
+                self.swaps += 1
+                log.warning(
+                    "detector %r: now serving %s %s (was %s)",
+                    self.name, detector.info.path.name, detector.info.version, before.info.version,
+                )  # fmt: skip
+
+    async def _watch_forever(self) -> None:
+        assert self.board is not None
+        while True:
+            await asyncio.sleep(self.poll_every_s)
+            try:
+                revision, document = await self.board.since.remote(self.revision)
+                if document is None:
+                    continue
+                self.revision = revision
+                entry = document["detectors"].get(self.name)
+                if entry is not None:
+                    await self.reconfigure({"detector": entry})
+            except Exception:  # the board may be restarting: look again next time
+                log.exception("detector %r: config poll failed", self.name)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def detect(self, images: list[np.ndarray]) -> list[sv.Detections]:
-        if self.detector is None:
+        detector = self.detector
+        if detector is None:
             raise DetectorUnavailable(self.error)
         # Off the replica's event loop, so health checks and batching keep running during inference.
-        return await asyncio.to_thread(self.detector.detect, images)
+        return await asyncio.to_thread(detector.detect, images)
 
     def info(self) -> dict[str, Any]:
         if self.detector is None:
@@ -73,7 +157,35 @@ class Detector:
         return {
             "name": self.name, "error": None, "path": str(info.path), "version": info.version,
             "sha256": info.sha256, "classes": len(info.class_names), "input_size": list(info.input_size),
+            "swaps": self.swaps, "refused": self.refused,
         }  # fmt: skip
+
+    async def __del__(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class ConfigBoard:
+    """The config the city runs now (anchored, as JSON), with a revision; replicas poll it for changes.
+
+    Starts at revision 0 with the config the app was built from. If this replica is restarted it starts
+    over from that config, and the replicas go back to it: publish again after such a restart.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.revision = 0
+        self.config = config
+
+    def publish(self, config: dict[str, Any]) -> int:
+        CityConfig.model_validate(config)  # a broken config never reaches the replicas
+        self.revision += 1
+        self.config = config
+        return self.revision
+
+    def since(self, revision: int) -> tuple[int, dict[str, Any] | None]:
+        """(current revision, the config if it is not `revision`, else None): a cheap poll."""
+        return self.revision, (self.config if revision != self.revision else None)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -110,25 +222,41 @@ class FleetHealthBoard:
 class CameraFleet:
     """Runs the patrol loops of its shard of the cameras in the background and files the cases they find.
 
-    The city config arrives as `user_config` ({"config": CityConfig as JSON}): a changed config reaches the
-    running replicas through `reconfigure`, and `Fleet.apply` restarts only the cameras that changed. The
-    shard comes from the replica's rank and the number of replicas (rendezvous hashing, `pipelines.fleet`).
+    The city config arrives as `user_config` ({"config": CityConfig as JSON}) and, while running, from the
+    ConfigBoard (polled every `report_every_s`); either way `reconfigure` hands it to `Fleet.apply`, which
+    restarts only the cameras that changed. The shard comes from the replica's rank and the number of
+    replicas (rendezvous hashing, `pipelines.fleet`).
     """
 
     # Serve awaits an async constructor; the patrol tasks need the replica's running event loop.
     async def __init__(  # type: ignore[misc]
-        self, detectors: dict[str, DeploymentHandle[Any]], board: DeploymentHandle[Any], report_every_s: float = 2.0
+        self,
+        detectors: dict[str, DeploymentHandle[Any]],
+        board: DeploymentHandle[Any],
+        report_every_s: float = 2.0,
+        config_board: DeploymentHandle[Any] | None = None,
     ) -> None:
         self.detectors = detectors
         self.board = board
+        self.config_board = config_board
+        self.revision = 0  # of the ConfigBoard, which starts with the config this replica was built from
         self.report_every_s = report_every_s
         self.fleet: Fleet | None = None
         self.config: CityConfig | None = None
         self.versions: dict[str, str] = {}
-        for name, handle in detectors.items():
-            info = await handle.info.remote()
-            self.versions[name] = info.get("version") or ""
+        await self._refresh_versions()
         self._reporter = asyncio.get_running_loop().create_task(self._report_forever())
+
+    async def _refresh_versions(self) -> None:
+        """The model version each detector serves now (it changes when a detector swaps its model)."""
+        versions = {}
+        for name, handle in self.detectors.items():
+            info = await handle.info.remote()
+            versions[name] = info.get("version") or ""
+        if versions != self.versions:
+            self.versions = versions
+            if self.fleet is not None:
+                self.fleet.set_model_versions(versions)
 
     def _detect_for(self, name: str) -> Detect:
         handle = self.detectors[name]
@@ -149,7 +277,7 @@ class CameraFleet:
         filer = CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir))
         fleet = Fleet(
             detect_for=self._detect_for,
-            sink=CaseSink(filer, jpeg_quality=storage.evidence.jpeg_quality),
+            sink=WarningGate.from_config(config, CaseSink(filer, jpeg_quality=storage.evidence.jpeg_quality)),
             filer=filer,
             model_versions=self.versions,
         )
@@ -173,10 +301,21 @@ class CameraFleet:
         if self.fleet is not None:
             await self.board.report.remote(self.fleet.rank, self.fleet.replicas, self.fleet.health())
 
+    async def _follow_board(self) -> None:
+        """Apply a config published on the ConfigBoard since the last look."""
+        if self.config_board is None or self.fleet is None:
+            return
+        revision, document = await self.config_board.since.remote(self.revision)
+        if document is not None:
+            await self.reconfigure({"config": document})
+            self.revision = revision
+        await self._refresh_versions()
+
     async def _report_forever(self) -> None:
         while True:
             await asyncio.sleep(self.report_every_s)
             try:
+                await self._follow_board()
                 if self.fleet is not None and self.config is not None:
                     rank, replicas = _shard_position(None)
                     if (rank, replicas) != (self.fleet.rank, self.fleet.replicas):  # scaled: rebalance

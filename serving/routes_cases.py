@@ -205,11 +205,15 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
     def act(
         case_id: CaseId, action: Action, body: ActionRequest, principal: Annotated[Principal, act_dependency]
     ) -> CaseDetail:
-        """Move the case through the workflow: review, confirm, reject (reason required), dispatch, handle,
-        verify, close, reopen."""
+        """Move the case through the workflow: review, confirm, reject (reason required), dispatch (with an
+        optional target department), handle, verify, close, reopen, undo (one's own recent confirm/reject)."""
+        target = body.target.strip()
+        if target and action is not Action.DISPATCH:
+            raise HTTPException(422, detail=f"target names where a case is dispatched; {action} takes none")
         case = context.workflow.act(
-            case_id, action, actor=principal.username, role=principal.role, comment=body.comment
-        )
+            case_id, action, actor=principal.username, role=principal.role, comment=body.comment,
+            details={"target": target} if target else None,
+        )  # fmt: skip
         return views.detail(case, principal)
 
     @router.post("/cases/{case_id}/kind")

@@ -1,17 +1,135 @@
-"""Start and stop a city on Ray Serve: preflight checks, `ray.init`, `serve.run`, clean shutdown."""
+"""Start and stop a city on Ray Serve: preflight checks, `ray.init`, `serve.run`, clean shutdown; and change a
+running city: `ConfigWatcher` follows the config file and the model registry and publishes each valid change
+to the app's ConfigBoard (`publish_config`), from which the replicas apply it in place.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from citywatch.models.builtin import resolve_model
-from citywatch.pipelines.config import CityConfig
+from citywatch.models.registry import INDEX, ModelRegistry, RegistryError
+from citywatch.pipelines.config import CityConfig, ConfigError, load_config
 from citywatch.vision.detector import ModelLoadError, OnnxDetector
 
 log = logging.getLogger(__name__)
+
+REGISTRY_PREFIX = "registry:"
+"""`model: registry:<name>` serves the promoted version of <name> from the model registry."""
+HOT_SECTIONS = frozenset({"cameras", "rules", "detectors"})
+"""Config sections a running city takes without a restart (detectors: their models and thresholds, not names)."""
+
+
+def resolve_registry_models(config: CityConfig, models_root: Path) -> CityConfig:
+    """A copy whose `registry:<name>` detector models point at the promoted version's file (ConfigError if none)."""
+    registry = ModelRegistry(models_root)
+    detectors = {}
+    problems: list[str] = []
+    for name, detector in config.detectors.items():
+        if detector.model.startswith(REGISTRY_PREFIX):
+            model = detector.model.removeprefix(REGISTRY_PREFIX)
+            try:
+                entry = registry.active(model)
+            except RegistryError as error:
+                entry, problems = None, [*problems, f"detectors → {name} → model: {error}"]
+            if entry is None:
+                problems.append(f"detectors → {name} → model: no promoted version of {model!r} in {models_root}")
+                continue
+            detector = detector.model_copy(update={"model": str(entry.path.resolve())})
+        detectors[name] = detector
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
+    return config.model_copy(update={"detectors": detectors})
+
+
+def load_city(path: Path, *, base_dir: Path, models_root: Path) -> CityConfig:
+    """Read, validate and anchor a city config, with registry models resolved (ConfigError if anything fails)."""
+    return resolve_registry_models(load_config(path), models_root).anchored(base_dir)
+
+
+def needs_restart(running: CityConfig, new: CityConfig) -> list[str]:
+    """What in `new` a running city cannot take in place (empty: it can)."""
+    problems = [
+        f"{section}: changes take effect at the next start"
+        for section in type(running).model_fields
+        if section not in HOT_SECTIONS and getattr(running, section) != getattr(new, section)
+    ]
+    if set(running.detectors) != set(new.detectors):
+        added, removed = (
+            sorted(set(new.detectors) - set(running.detectors)),
+            sorted(set(running.detectors) - set(new.detectors)),
+        )
+        problems.append(f"detectors: adding {added} or removing {removed} a detector needs a restart")
+    return problems
+
+
+class ConfigWatcher:
+    """Follows a running city's config file and model registry; publishes each valid change.
+
+    `poll()` looks at the file's and the registry index's modification times; when either moved it loads the
+    config again. An invalid file, or a change the running city cannot take (`needs_restart`), is refused
+    with the reason and the running config stays. Call it every few seconds (`citywatch serve` does).
+    """
+
+    def __init__(
+        self, path: Path, running: CityConfig, publish: Callable[[CityConfig], int], *, base_dir: Path,
+        models_root: Path,
+    ) -> None:  # fmt: skip
+        self.path = path
+        self.running = running
+        self.publish = publish
+        self.base_dir = base_dir
+        self.models_root = models_root
+        self._stamp: tuple[int | None, ...] = self._stamp_now()
+
+    def _stamp_now(self) -> tuple[int | None, ...]:
+        stamps: list[int | None] = []
+        for file in (self.path, self.models_root / INDEX):
+            try:
+                stat = file.stat()
+                stamps += [stat.st_mtime_ns, stat.st_size]
+            except OSError:
+                stamps += [None, None]
+        return tuple(stamps)
+
+    def poll(self, *, force: bool = False) -> str | None:
+        """A line saying what happened, or None when nothing changed."""
+        stamp = self._stamp_now()
+        if stamp == self._stamp and not force:
+            return None
+        self._stamp = stamp
+        try:
+            new = load_city(self.path, base_dir=self.base_dir, models_root=self.models_root)
+        except ConfigError as error:
+            return f"config change refused, the running config stays: {error}"
+        if new == self.running:
+            return None
+        problems = needs_restart(self.running, new)
+        if problems:
+            return "config change refused, the running config stays: " + "; ".join(problems)
+        try:
+            revision = self.publish(new)
+        except Exception:
+            self._stamp = ()  # not published: try again at the next poll
+            raise
+        changed = [
+            section for section in sorted(HOT_SECTIONS) if getattr(new, section) != getattr(self.running, section)
+        ]
+        self.running = new
+        return f"config revision {revision} published ({', '.join(changed)} changed)"
+
+
+def publish_config(config: CityConfig, app_name: str = "citywatch") -> int:
+    """Post `config` (anchored) to the running app's ConfigBoard; returns its revision."""
+    from ray import serve
+
+    board = serve.get_deployment_handle("ConfigBoard", app_name=app_name)
+    revision: int = board.publish.remote(config.model_dump(mode="json")).result()
+    return revision
 
 
 def preflight(config: CityConfig) -> list[str]:
@@ -21,7 +139,13 @@ def preflight(config: CityConfig) -> list[str]:
         try:
             OnnxDetector.from_path(resolve_model(detector.model), threads=1)
         except ModelLoadError as error:
-            users = [camera_id for camera_id, camera in config.cameras.items() if camera.detector == name]
+            users = [
+                f"{camera_id}/{preset_id}" if camera.presets[preset_id].detector else camera_id
+                for camera_id, camera in config.cameras.items()
+                for preset_id in camera.presets
+                if config.preset_detector(camera_id, preset_id) == name
+            ]
+            users = list(dict.fromkeys(users))  # a camera once, however many of its presets use it
             problems.append(f"detectors → {name}: {error} (cameras affected: {', '.join(users) or 'none'})")
     return problems
 

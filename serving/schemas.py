@@ -77,6 +77,7 @@ class CaseList(BaseModel):
 
 class ActionRequest(Request):
     comment: str = Field("", max_length=4000, description="Why; required to reject, re-dispatch or reopen")
+    target: str = Field("", max_length=128, description="dispatch only: the grid or department it goes to")
 
 
 class KindCorrection(Request):

@@ -129,7 +129,9 @@ def test_ptz_patrol_applies_each_presets_zones_and_never_analyses_moving_frames(
     assert patrol["missed"] == 0 and patrol["visits"] >= 4
     visited = [v["preset_id"] for v in patrol["recent_visits"]]
     assert all(a != b for a, b in pairwise(visited))  # alternating, in order
-    assert all(0.8 <= v["move_s"] < 5 for v in patrol["recent_visits"])  # the simulator's move time is 0.8 s
+    # Each visit waited for the head to stop: at least the simulator's 0.8 s move (no upper bound: a busy machine
+    # may take longer to notice, and timing is a benchmark's business, not a test's).
+    assert all(v["move_s"] >= 0.8 for v in patrol["recent_visits"])
 
 
 class FakeReader:

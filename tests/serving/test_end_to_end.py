@@ -81,7 +81,8 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         assert api.get("/healthz").status_code == 200
         assert httpx.get(f"{url}/cases", timeout=10).status_code == 401
 
-        listing = wait_for(lambda: (r := api.get("/cases").json())["total"] > 0 and r, 120, "the first case")
+        # Wait for a listed case, not the total: the page and the count are two queries, a case may land between.
+        listing = wait_for(lambda: (r := api.get("/cases").json())["cases"] and r, 120, "the first case")
         case = api.get(f"/cases/{listing['cases'][0]['id']}").json()
         assert case["code"] == "09009"
         assert case["camera_id"] == "parking-lot-1"
