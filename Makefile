@@ -31,7 +31,7 @@ test: system-deps venv train-venv
 
 # Benchmarks: ratios against baselines measured in the same run (bench/README.md). Quick runs write var/bench-quick/.
 # The detector benchmark runs in the training venv: its baseline includes ultralytics' own predict loop.
-BENCHMARKS := bench/frame_path.py bench/cameras.py bench/schedule_sim.py bench/case_api.py
+BENCHMARKS := bench/frame_path.py bench/cameras.py bench/schedule_sim.py bench/case_api.py bench/serve_memory.py
 
 bench: system-deps venv train-venv
 	$(ULTRALYTICS_ENV) $(TRAIN_BIN)/python bench/detector.py

@@ -74,6 +74,38 @@ def summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
+FIRE_LANE = [[0.52, 0.90], [0.80, 0.90], [0.80, 1.0], [0.52, 1.0]]
+"""The demo clip's fire-lane zone (serving/demo/city.yaml)."""
+
+
+def parking_city(
+    urls: dict[str, str], s3: Any, root: Path, *, rule: dict[str, Any], serving: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A city config (as a dict) of fixed cameras over the demo clip, each sampled once a second, whose fire lane
+    is watched by a dwell rule on cars and trucks (`rule` adds or overrides its fields); `s3` is an S3Endpoint."""
+    zone = {"polygon": FIRE_LANE, "rules": ["parking"]}
+    preset = {"fixed": {"sample_every": "1s", "zones": {"fire-lane": zone}}}
+    config: dict[str, Any] = {
+        "storage": {
+            "evidence": {
+                "endpoint": s3.endpoint,
+                "bucket": s3.bucket,
+                "access_key": s3.access_key,
+                "secret_key": s3.secret_key,
+            },
+            "database": f"sqlite:///{root / 'cases.db'}",
+            "spool_dir": str(root / "spool"),
+        },
+        "rules": {
+            "parking": {"type": "dwell", "kind": "motor_vehicle_illegal_parking", "classes": ["car", "truck"], **rule}
+        },
+        "cameras": {camera_id: {"rtsp": url, "presets": preset} for camera_id, url in urls.items()},
+    }
+    if serving is not None:
+        config["serving"] = serving
+    return config
+
+
 def results_dir(quick: bool) -> Path:
     """Full runs update the committed results; quick (CI) runs write under var/ and leave them alone."""
     return REPO / "var" / "bench-quick" if quick else RESULTS

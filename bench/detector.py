@@ -14,10 +14,17 @@ all of them alike. Writes bench/results/detector.{json,md,png}.
 
 from __future__ import annotations
 
+import os
+
+# Torch (inside ultralytics) leaves OpenMP threads spinning after each call; on 2 cores they steal the next
+# method's CPU. Passive waiting keeps the interleaved measurements independent of each other's order.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import cProfile
 import io
 import pstats
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -103,9 +110,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for call in methods.values():  # warm every path once at this batch size
             call()
         seconds: dict[str, list[float]] = {name: [] for name in methods}
-        for _ in range(args.repeats):
-            for name, call in methods.items():
-                seconds[name] += time_calls(call, 1)
+        order = list(methods)
+        for repeat in range(args.repeats):
+            # Rotate who goes first, so no method always runs right after the same neighbour.
+            for name in order[repeat % len(order) :] + order[: repeat % len(order)]:
+                # onnxruntime's pool threads (ultralytics' session and ours) spin for a while after a run:
+                # let them park so they do not eat the next method's CPU.
+                time.sleep(0.1)
+                seconds[name] += time_calls(methods[name], 1)
         row: dict[str, Any] = {"batch": batch}
         for name, values in seconds.items():
             stats = summary(values)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import supervision as sv
-from common import REPO, environment, summary, write_results
+from common import REPO, environment, parking_city, summary, write_results
 
 from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler
@@ -45,34 +45,6 @@ from citywatch.vision.detector import OnnxDetector
 from citywatch.vision.violation import Violation
 
 DEMO_CLIP = REPO / "serving" / "demo" / "parking-demo.mp4"
-FIRE_LANE = [[0.52, 0.90], [0.80, 0.90], [0.80, 1.0], [0.52, 1.0]]
-
-
-def city(cameras: dict[str, str], s3: S3Endpoint, root: Path) -> dict[str, Any]:
-    preset = {"fixed": {"sample_every": "1s", "zones": {"fire-lane": {"polygon": FIRE_LANE, "rules": ["parking"]}}}}
-    return {
-        "storage": {
-            "evidence": {
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            },
-            "database": f"sqlite:///{root / 'cases.db'}",
-            "spool_dir": str(root / "spool"),
-        },
-        "rules": {
-            "parking": {
-                "type": "dwell",
-                "kind": "motor_vehicle_illegal_parking",
-                "classes": ["car", "truck"],
-                "min_dwell": "3s",
-                "min_confidence": 0.4,
-                "repeat_every": "5s",
-            }
-        },
-        "cameras": {camera_id: {"rtsp": url, "presets": preset} for camera_id, url in cameras.items()},
-    }
 
 
 def rss_mb() -> float:
@@ -87,7 +59,9 @@ def cpu_seconds() -> float:
 async def run_fleet(
     detector: OnnxDetector, urls: dict[str, str], s3: S3Endpoint, root: Path, seconds: float
 ) -> dict[str, Any]:
-    config = parse_config(city(urls, s3, root))
+    config = parse_config(
+        parking_city(urls, s3, root, rule={"min_dwell": "3s", "min_confidence": 0.4, "repeat_every": "5s"})
+    )
     filer = CaseFiler(
         CaseStore.from_url(config.storage.database),
         EvidenceStore.from_endpoint(s3.endpoint, s3.access_key, s3.secret_key, s3.bucket),

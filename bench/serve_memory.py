@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from common import REPO, environment, write_results
+from common import REPO, environment, parking_city, write_results
 
 from citywatch.pipelines.config import parse_config
 from citywatch.serving.runner import running_city
@@ -28,35 +28,6 @@ from citywatch.serving.stack.rtsp import RtspServer
 from citywatch.serving.stack.s3 import S3Endpoint, S3Server
 
 DEMO_CLIP = REPO / "serving" / "demo" / "parking-demo.mp4"
-
-
-def city(urls: dict[str, str], s3: S3Endpoint, root: Path, port: int) -> dict[str, Any]:
-    zone = {"polygon": [[0.52, 0.90], [0.80, 0.90], [0.80, 1.0], [0.52, 1.0]], "rules": ["parking"]}
-    return {
-        "storage": {
-            "evidence": {
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            },
-            "database": f"sqlite:///{root / 'cases.db'}",
-            "spool_dir": str(root / "spool"),
-        },
-        "rules": {
-            "parking": {
-                "type": "dwell",
-                "kind": "motor_vehicle_illegal_parking",
-                "classes": ["car", "truck"],
-                "min_dwell": "10s",
-            }
-        },
-        "cameras": {
-            name: {"rtsp": url, "presets": {"fixed": {"sample_every": "1s", "zones": {"fire-lane": zone}}}}
-            for name, url in urls.items()
-        },
-        "serving": {"port": port, "detector_cpus": 0.5, "fleet_cpus": 0.5},
-    }
 
 
 def ray_processes() -> dict[str, float]:
@@ -72,7 +43,8 @@ def ray_processes() -> dict[str, float]:
             continue
         rss_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
         if "ServeReplica:citywatch:" in cmdline:
-            name = "replica " + cmdline.split("ServeReplica:citywatch:", 1)[1].split()[0]
+            # The title gains ".<method>" while the replica handles a call: keep the deployment name only.
+            name = "replica " + cmdline.split("ServeReplica:citywatch:", 1)[1].split()[0].split(".")[0]
         elif "ray::" in cmdline:
             name = "ray " + cmdline.split("ray::", 1)[1].split()[0].split(".")[0]
         elif "/ray/" in cmdline and ("gcs_server" in cmdline or "raylet" in cmdline):
@@ -85,7 +57,9 @@ def ray_processes() -> dict[str, float]:
 
 def measure(cameras: int, rtsp: RtspServer, s3: S3Endpoint, root: Path, seconds: float) -> dict[str, Any]:
     urls = {name: rtsp.urls[name] for name in list(rtsp.urls)[:cameras]}
-    config = parse_config(city(urls, s3, root / f"city{cameras}", free_port())).anchored(root)
+    serving = {"port": free_port(), "detector_cpus": 0.5, "fleet_cpus": 0.5}
+    city = parking_city(urls, s3, root / f"city{cameras}", rule={"min_dwell": "10s"}, serving=serving)
+    config = parse_config(city).anchored(root)
     with running_city(config, num_cpus=2):
         time.sleep(seconds)
         usage = ray_processes()
