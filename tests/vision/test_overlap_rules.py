@@ -16,28 +16,15 @@ from citywatch.vision.frame import Frame
 from citywatch.vision.rules import DwellRule, PresenceRule, Rule
 from citywatch.vision.scene import PresetScene, WatchedZone
 from citywatch.vision.zones import Zone
+from tests.vision.detections import Item, boxes
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 IMAGE = np.zeros((100, 200, 3), dtype=np.uint8)
 WHOLE = Zone("sidewalk", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)))
-Item = tuple[float, float, float, float, str, float]
 
 
 def frame(second: float) -> Frame:
     return Frame(IMAGE, "cam-1", "p1", T0 + timedelta(seconds=second))
-
-
-def boxes(*items: Item) -> sv.Detections:
-    if not items:
-        detections = sv.Detections.empty()
-        detections.data["class_name"] = np.array([], dtype=str)
-        return detections
-    return sv.Detections(
-        xyxy=np.array([item[:4] for item in items], dtype=float),
-        confidence=np.array([item[5] for item in items]),
-        class_id=np.zeros(len(items), dtype=int),
-        data={"class_name": np.array([item[4] for item in items])},
-    )
 
 
 def overlap_rule(**overrides: object) -> DwellRule:

@@ -12,6 +12,7 @@ from citywatch.vision.frame import Frame
 from citywatch.vision.rules import ActiveWindow, DwellRule
 from citywatch.vision.scene import PresetScene, WatchedZone
 from citywatch.vision.zones import Zone
+from tests.vision.detections import boxes
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 IMAGE = np.zeros((100, 200, 3), dtype=np.uint8)
@@ -20,19 +21,6 @@ LEFT_HALF = Zone("no-parking", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
 
 def frame(second: float, preset: str | None = "p1") -> Frame:
     return Frame(IMAGE, "cam-1", preset, T0 + timedelta(seconds=second))
-
-
-def boxes(*items: tuple[float, float, float, float, str, float]) -> sv.Detections:
-    if not items:
-        detections = sv.Detections.empty()
-        detections.data["class_name"] = np.array([], dtype=str)
-        return detections
-    return sv.Detections(
-        xyxy=np.array([item[:4] for item in items], dtype=float),
-        confidence=np.array([item[5] for item in items]),
-        class_id=np.zeros(len(items), dtype=int),
-        data={"class_name": np.array([item[4] for item in items])},
-    )
 
 
 def parking_rule(**overrides: object) -> DwellRule:

@@ -19,25 +19,12 @@ from citywatch.vision.rules import DwellRule, GroupRule, PersistenceRule, Rule
 from citywatch.vision.scene import PresetScene, WatchedZone
 from citywatch.vision.violation import Violation
 from citywatch.vision.zones import Zone
+from tests.vision.detections import Item, boxes
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 IMAGE = np.zeros((100, 200, 3), dtype=np.uint8)
 WHOLE = Zone("sidewalk", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)))
-Item = tuple[float, float, float, float, str, float]
 VISIT_EVERY = timedelta(minutes=10)
-
-
-def boxes(*items: Item) -> sv.Detections:
-    if not items:
-        detections = sv.Detections.empty()
-        detections.data["class_name"] = np.array([], dtype=str)
-        return detections
-    return sv.Detections(
-        xyxy=np.array([item[:4] for item in items], dtype=float),
-        confidence=np.array([item[5] for item in items]),
-        class_id=np.zeros(len(items), dtype=int),
-        data={"class_name": np.array([item[4] for item in items])},
-    )
 
 
 def make_scene(rule: Rule, preset: str = "p1") -> PresetScene:
