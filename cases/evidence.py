@@ -25,7 +25,7 @@ from minio.versioningconfig import VersioningConfig
 
 # Errors that mean "the store is unreachable or would not take the request". OSError covers socket and TLS
 # failures that escape urllib3's wrapping.
-_UNAVAILABLE = (S3Error, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
+S3_UNAVAILABLE = (S3Error, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "ResourceNotFound"})
 # S3 metadata travels in HTTP headers (ASCII only). Values are percent-encoded, leaving printable ASCII other
 # than "%" as is, so camera ids such as "白云-0412" survive and plain ids read the same in any S3 browser.
@@ -58,6 +58,50 @@ class StoredObject:
     content_type: str
 
 
+def s3_client(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    *,
+    secure: bool = False,
+    region: str | None = "us-east-1",
+    connect_timeout: float = 2.0,
+    read_timeout: float = 5.0,
+    retries: int = 1,
+) -> Minio:
+    """A minio client with short timeouts and one retry, so a dead store fails in seconds, not minutes.
+
+    minio's own default is 5-minute timeouts and 5 retries, which would stall a filing for half an hour.
+    `region` defaults to S3's and MinIO's default so the client never asks the server for it: presigned
+    URLs can then be made while the store is down. Pass None to have minio look it up.
+    """
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        # Same override minio honours; None means the system trust store.
+        ca_certs=os.environ.get("SSL_CERT_FILE"),
+        retries=urllib3.Retry(
+            total=retries,
+            backoff_factor=0.2,
+            status_forcelist=(500, 502, 503, 504),
+            raise_on_status=False,
+        ),
+    )
+    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
+                 http_client=http)  # fmt: skip
+
+
+def ensure_bucket(client: Minio, bucket: str, *, object_lock: bool = False) -> None:
+    """Create `bucket` if it is missing; another process creating it first is fine. Raises S3_UNAVAILABLE."""
+    try:
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket, object_lock=object_lock)
+    except S3Error as error:
+        if error.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            raise
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -85,33 +129,11 @@ class EvidenceStore:
         read_timeout: float = 5.0,
         retries: int = 1,
     ) -> EvidenceStore:
-        """A store with short timeouts and one retry, so a dead store fails in seconds, not minutes.
-
-        minio's own default is 5-minute timeouts and 5 retries, which would stall a filing for half an hour.
-        `region` defaults to S3's and MinIO's default so the client never asks the server for it: presigned
-        URLs can then be made while the store is down. Pass None to have minio look it up.
-        """
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            maxsize=10,
-            cert_reqs="CERT_REQUIRED",
-            # Same override minio honours; None means the system trust store.
-            ca_certs=os.environ.get("SSL_CERT_FILE"),
-            retries=urllib3.Retry(
-                total=retries,
-                backoff_factor=0.2,
-                status_forcelist=(500, 502, 503, 504),
-                raise_on_status=False,
-            ),
-        )
-        client = Minio(
-            endpoint,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=secure,
-            region=region,
-            http_client=http,
-        )
+        """A store on `s3_client` (short timeouts, one retry, no region lookup)."""
+        client = s3_client(
+            endpoint, access_key, secret_key, secure=secure, region=region,
+            connect_timeout=connect_timeout, read_timeout=read_timeout, retries=retries,
+        )  # fmt: skip
         return cls(client, bucket, endpoint=endpoint)
 
     def _down(self, action: str, key: str | None, cause: BaseException) -> EvidenceStoreDown:
@@ -126,14 +148,8 @@ class EvidenceStore:
         `object_lock`: create it with S3 object lock (needed for retention; it also turns versioning on). An
         existing bucket is left as it is: object lock can only be chosen when a bucket is made."""
         try:
-            if self._client.bucket_exists(self.bucket):
-                return
-            self._client.make_bucket(self.bucket, object_lock=object_lock)
-        except S3Error as error:
-            if error.code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                return
-            raise self._down("create", None, error) from error
-        except _UNAVAILABLE as error:
+            ensure_bucket(self._client, self.bucket, object_lock=object_lock)
+        except S3_UNAVAILABLE as error:
             raise self._down("create", None, error) from error
 
     def protect(self, retention_days: int | None) -> None:
@@ -147,7 +163,7 @@ class EvidenceStore:
             self._client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
             if retention_days is not None:
                 self._client.set_object_lock_config(self.bucket, ObjectLockConfig(COMPLIANCE, retention_days, DAYS))
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             raise self._down("protect", None, error) from error
 
     def protection(self) -> dict[str, str | int | None]:
@@ -161,7 +177,7 @@ class EvidenceStore:
                     days *= 365
             except S3Error:  # no object lock configuration on this bucket
                 mode, days = None, None
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             raise self._down("read the protection of", None, error) from error
         return {"versioning": versioning, "retention_mode": mode, "retention_days": days}
 
@@ -176,7 +192,7 @@ class EvidenceStore:
             if error.code in _NOT_FOUND_CODES:
                 return None
             raise self._down(action, key, error) from error
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             raise self._down(action, key, error) from error
         metadata = _decode_metadata(stat.metadata)
         return StoredObject(
@@ -194,7 +210,7 @@ class EvidenceStore:
             if error.code in _NOT_FOUND_CODES:
                 raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
             raise self._down("stat", key, error) from error
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             raise self._down("stat", key, error) from error
         return _decode_metadata(stat.metadata)
 
@@ -220,7 +236,7 @@ class EvidenceStore:
             self._client.put_object(
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
             )
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             raise self._down("write", key, error) from error
         return stored
 
@@ -233,7 +249,7 @@ class EvidenceStore:
             if error.code in _NOT_FOUND_CODES:
                 raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
             raise self._down("read", key, error) from error
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             raise self._down("read", key, error) from error
         finally:
             if response is not None:
@@ -247,7 +263,7 @@ class EvidenceStore:
         """
         try:
             return self._client.presigned_get_object(self.bucket, key, expires=expires)
-        except _UNAVAILABLE as error:
+        except S3_UNAVAILABLE as error:
             # Only reached when the region must be looked up (region=None) and the store is down.
             raise self._down("sign a URL for", key, error) from error
 

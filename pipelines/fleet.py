@@ -26,6 +26,7 @@ from citywatch.pipelines.config import CityConfig
 from citywatch.pipelines.patrol import CameraPatrol, Detect, FrameSource, PresetVisit, Sink
 from citywatch.pipelines.ptz import OnvifPtz, PtzControl
 from citywatch.pipelines.schedule import CameraLeases, Clock, Schedule, SystemClock
+from citywatch.pipelines.snapshots import Snapshots
 from citywatch.pipelines.warnings import WarningGate
 from citywatch.vision.scene import PresetScene
 
@@ -81,6 +82,7 @@ class Fleet:
         clock: Clock | None = None,
         reader_factory: ReaderFactory = RtspReader,
         ptz_factory: PtzFactory = default_ptz,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.detect_for = detect_for
         self.sink = sink
@@ -91,6 +93,8 @@ class Fleet:
         self.clock: Clock = clock or SystemClock()
         self.reader_factory = reader_factory
         self.ptz_factory = ptz_factory
+        self.snapshots = snapshots
+        """Keeps each preset's latest frame for the cameras page; None: no pictures."""
         self.leases = CameraLeases()
         self.patrols: dict[str, CameraPatrol] = {}
         self._signatures: dict[str, str] = {}
@@ -141,6 +145,7 @@ class Fleet:
             clock=self.clock,
             move_timeout=camera.ptz.move_timeout.total_seconds() if camera.ptz else 20.0,
             leases=self.leases,
+            tap=self.snapshots.offer if self.snapshots is not None else None,
         )
 
     async def apply(self, config: CityConfig, *, rank: int | None = None, replicas: int | None = None) -> FleetChange:
@@ -233,9 +238,19 @@ class Fleet:
                     "ptz": patrol.ptz is not None,
                     "replica": self.rank,
                     "patrol": patrol.health(),
+                    "snapshots": self._snapshots(camera_id),
                 }
             )
         return report
+
+    def _snapshots(self, camera_id: str) -> dict[str, dict[str, Any]]:
+        if self.snapshots is None:
+            return {}
+        return {
+            preset: {"key": shot.key, "captured_at": shot.captured_at.isoformat(), "width": shot.width,
+                     "height": shot.height}
+            for preset, shot in self.snapshots.latest(camera_id).items()
+        }  # fmt: skip
 
     async def _drain_spool_forever(self, every: float = 10.0) -> None:
         assert self.filer is not None

@@ -39,6 +39,8 @@ Detect = Callable[[np.ndarray], Awaitable[sv.Detections]]
 """Detects objects in one BGR image (the detector deployment batches concurrent calls)."""
 Sink = Callable[[Violation], Awaitable[None]]
 """Takes a violation on to the cases (files or attaches it)."""
+FrameTap = Callable[[Frame], object]
+"""Sees every frame a visit reads, before detection (the cameras page's latest frames); must not block."""
 
 
 class FrameSource(Protocol):
@@ -108,6 +110,7 @@ class PatrolStats:
     camera_errors: int = 0
     detector_errors: int = 0
     sink_errors: int = 0
+    tap_errors: int = 0
     resolution_resets: int = 0
     last_error: str | None = None
     last_sample_age_s: list[float] = field(default_factory=list)
@@ -130,6 +133,7 @@ class CameraPatrol:
         keep_open_for: float = 60.0,
         leases: CameraLeases | None = None,
         history: int = 50,
+        tap: FrameTap | None = None,
     ) -> None:
         if not presets:
             raise ValueError(f"camera {reader.camera_id!r}: a patrol needs at least one preset")
@@ -144,6 +148,7 @@ class CameraPatrol:
         self.move_timeout = move_timeout
         self.keep_open_for = keep_open_for
         self.leases = leases or CameraLeases()
+        self.tap = tap
         self.stats = PatrolStats()
         self.history: deque[VisitRecord] = deque(maxlen=history)
         self.current_preset: str | None = None
@@ -222,6 +227,7 @@ class CameraPatrol:
                     break
                 self._check_size(preset, frame, visits)
                 frames += 1
+                self._tap(frame)
                 violations += await self._deliver(await self.analyse(frame, preset.scene, preset.detect))
         finally:
             if visits and preset.scene.in_visit:
@@ -248,6 +254,14 @@ class CameraPatrol:
         age = (self.clock.now() - frame.captured_at).total_seconds()
         self.stats.last_sample_age_s = [*self.stats.last_sample_age_s[-9:], round(age, 3)]
         return scene.observe(frame, detections)
+
+    def _tap(self, frame: Frame) -> None:
+        if self.tap is None:
+            return
+        try:
+            self.tap(frame)
+        except Exception as error:  # a picture for the page is never worth a sample
+            self._error("tap_errors", f"camera {self.camera_id!r}: frame tap failed: {error!r}")
 
     async def _deliver(self, violations: list[Violation]) -> int:
         delivered = 0
@@ -314,6 +328,10 @@ class CameraPatrol:
             "current_preset": self.current_preset,
             "presets": list(self.presets),
             "detectors": {p.preset_id: p.detector for p in self.presets.values() if p.detector is not None},
+            "zones": {
+                p.preset_id: {w.zone.name: [list(point) for point in w.zone.polygon] for w in p.scene.zones}
+                for p in self.presets.values()
+            },
             "next_due": {p: slot.due.isoformat() for p, slot in self.plan.pending.items()},
             "recent_visits": [record.as_json() for record in list(self.history)[-5:]],
         }

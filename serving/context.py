@@ -15,6 +15,7 @@ from citywatch.cases.store import CaseStore
 from citywatch.cases.webhooks import RetryPolicy, WebhookOutbox, WebhookTarget
 from citywatch.cases.workflow import CaseWorkflow
 from citywatch.pipelines.config import CityConfig
+from citywatch.pipelines.snapshots import SnapshotStore, snapshot_store_from_config
 
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -46,6 +47,10 @@ class ApiContext:
     device_kinds: Mapping[str, KindName] = field(default_factory=dict)
     devices: Mapping[str, Device] = field(default_factory=dict)
     token_ttl: timedelta = timedelta(hours=12)
+    snapshots: SnapshotStore | None = None
+    """Each preset's latest frame (the cameras page); None: the page shows no pictures."""
+    timezone: str = "UTC"
+    """The city's timezone: dashboard days are its days."""
     accounts: AccountStore = field(init=False)
     workflow: CaseWorkflow = field(init=False)
 
@@ -83,4 +88,6 @@ class ApiContext:
             device_kinds={k: KindName(v.code, v.name_zh, v.name_en) for k, v in devices.kinds.items()},
             devices={d: Device(frozenset(v.kinds), v.location) for d, v in devices.devices.items()},
             token_ttl=config.auth.token_ttl,
+            snapshots=snapshot_store_from_config(storage),
+            timezone=config.serving.timezone,
         )

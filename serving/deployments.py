@@ -37,6 +37,7 @@ from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.patrol import Detect
 from citywatch.pipelines.sink import CaseSink
+from citywatch.pipelines.snapshots import snapshots_from_config
 from citywatch.pipelines.warnings import WarningGate
 from citywatch.serving.api import ApiContext, build_api
 from citywatch.vision.detector import ModelLoadError, OnnxDetector
@@ -280,6 +281,7 @@ class CameraFleet:
             sink=WarningGate.from_config(config, CaseSink(filer, jpeg_quality=storage.evidence.jpeg_quality)),
             filer=filer,
             model_versions=self.versions,
+            snapshots=snapshots_from_config(storage),
         )
         fleet.start_spool()
         return fleet
@@ -288,6 +290,8 @@ class CameraFleet:
         config = CityConfig.model_validate(user_config["config"])
         if self.fleet is not None and self.config is not None and self.config.storage != config.storage:
             await self.fleet.stop()  # a new database or bucket: every camera files somewhere else
+            if self.fleet.snapshots is not None:
+                self.fleet.snapshots.close()
             self.fleet = None
         if self.fleet is None:
             self.fleet = self._build_fleet(config)

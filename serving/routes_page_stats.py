@@ -1,4 +1,4 @@
-"""JSON the review page needs beyond the case API: evidence URLs for a queue, dashboard stats, camera pictures.
+"""JSON the review page needs beyond the case API: evidence URLs for a queue, dashboard stats, camera views.
 
 All of it is read-only and needs `read_cases` (every staff role). Counting is done in Python over one query of
 the period's rows: a city files hundreds of cases a day, not millions, and it keeps SQLite and PostgreSQL alike.
@@ -7,8 +7,9 @@ the period's rows: a city files hundreds of cases a day, not millions, and it ke
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -61,11 +62,13 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
 
     @router.get("/stats/overview")
     def overview(_: read, days: Annotated[int, Query(ge=1, le=90)] = 14) -> dict[str, Any]:
-        """Cases per UTC day by kind and by camera; review outcomes (field precision) by kind and model version;
-        cases by state. Camera health is /stats/fleet."""
-        today = context.store.now().date()
+        """Cases per day (the city's days, `serving.timezone`) by kind and by camera; review outcomes (field
+        precision) by kind and model version; cases by state. Camera health is /stats/fleet."""
+        zone = ZoneInfo(context.timezone)
+        now = context.store.now()
+        today = now.astimezone(zone).date()
         first = today - timedelta(days=days - 1)
-        since = context.store.now() - timedelta(days=days)
+        since = datetime.combine(first, datetime.min.time(), zone)
         with context.store.reading() as session:
             filed = session.execute(
                 sa.select(CaseRow.created_at, CaseRow.kind, CaseRow.camera_id).where(CaseRow.created_at >= since)
@@ -73,10 +76,11 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
             states = dict(session.execute(sa.select(CaseRow.state, sa.func.count()).group_by(CaseRow.state)).all())
             reviewed = _review_outcomes(session)
         labels = [first + timedelta(days=i) for i in range(days)]
-        by_kind = _per_day(((at.date(), kind) for at, kind, _ in filed), labels)
-        by_camera = _per_day(((at.date(), camera) for at, _, camera in filed), labels)
+        by_kind = _per_day(((at.astimezone(zone).date(), kind) for at, kind, _ in filed), labels)
+        by_camera = _per_day(((at.astimezone(zone).date(), camera) for at, _, camera in filed), labels)
         return {
             "days": [d.isoformat() for d in labels],
+            "timezone": context.timezone,
             "by_kind": by_kind,
             "by_camera": by_camera,
             "kind_names": {k: _names(context, k) for k in {*by_kind, *(o["kind"] for o in reviewed["by_kind"])}},
@@ -86,10 +90,10 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
 
     @router.get("/stats/cameras")
     async def cameras(_: read) -> dict[str, Any]:
-        """Each camera's health (from the fleet) and, per preset, its latest evidence pictures: the patrols keep
-        no frames, so the newest annotated picture (zone and box drawn) and untouched frame stand in."""
+        """Each camera's health and, per preset, the zones it watches now and its latest frame (a presigned
+        URL), from the fleet's report: what a supervisor needs to see what each preset watches."""
         report = await context.health()
-        return {"cameras": _camera_pictures(context, report.get("cameras", []), presign)}
+        return {"cameras": [_camera_view(camera, context) for camera in report.get("cameras", [])]}
 
     @router.get("/stats/fleet")
     async def fleet(_: read) -> dict[str, Any]:
@@ -99,30 +103,33 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
     return router
 
 
-def _camera_pictures(
-    context: ApiContext, fleet: list[dict[str, Any]], presign: Callable[[str], str | None]
-) -> list[dict[str, Any]]:
-    health = {str(c.get("camera_id")): c for c in fleet}
-    newest = (
-        sa.select(CaseRow.camera_id, CaseRow.preset_id, EvidenceRow.role, EvidenceRow.key, EvidenceRow.captured_at)
-        .join(EvidenceRow, EvidenceRow.case_id == CaseRow.id)
-        .where(EvidenceRow.role.in_(("annotated", "frame")), EvidenceRow.uploaded, CaseRow.source == "camera")
-        .order_by(EvidenceRow.captured_at, EvidenceRow.id)
-    )
-    presets: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    with context.store.reading() as session:
-        for camera_id, preset_id, role, key, captured_at in session.execute(newest):
-            entry = presets[camera_id].setdefault(preset_id or "-", {"preset_id": preset_id or "-"})
-            entry[role] = key  # later rows overwrite: the newest picture of each role wins
-            entry["captured_at"] = captured_at.isoformat()
-    result: list[dict[str, Any]] = []
-    for camera_id in sorted({*health, *presets}):
-        views: list[dict[str, Any]] = []
-        for entry in presets.get(camera_id, {}).values():
-            urls: dict[str, str | None] = {r: presign(entry[r]) for r in ("annotated", "frame") if r in entry}
-            views.append({**entry, **urls})
-        result.append({"camera_id": camera_id, "health": health.get(camera_id), "presets": views})
-    return result
+def _camera_view(camera: dict[str, Any], context: ApiContext) -> dict[str, Any]:
+    """One camera of the fleet's report, for the cameras page: health, and its presets in patrol order."""
+    patrol = camera.get("patrol") or {}
+    zones: dict[str, Any] = patrol.get("zones") or {}
+    shots: dict[str, Any] = camera.get("snapshots") or {}
+    presets = []
+    for preset_id in patrol.get("presets") or list(zones):
+        shot = shots.get(preset_id)
+        url = None
+        if shot is not None and context.snapshots is not None:
+            url = context.snapshots.presigned_get(str(shot["key"]))
+        presets.append({
+            "preset_id": preset_id,
+            "zones": zones.get(preset_id, {}),
+            "picture": url,
+            "captured_at": shot.get("captured_at") if shot else None,
+            "width": shot.get("width") if shot else None,
+            "height": shot.get("height") if shot else None,
+            "current": preset_id == patrol.get("current_preset"),
+            "next_due": (patrol.get("next_due") or {}).get(preset_id),
+            "detector": (patrol.get("detectors") or {}).get(preset_id),
+        })  # fmt: skip
+    health = {key: camera.get(key) for key in ("online", "offline_since", "last_frame_at", "url", "ptz", "stale")}
+    health["visits"] = patrol.get("visits", 0)
+    health["missed"] = patrol.get("missed", 0)
+    health["last_error"] = patrol.get("last_error")
+    return {"camera_id": camera.get("camera_id"), "health": health, "presets": presets}
 
 
 def _per_day(items: Iterable[tuple[date, str]], labels: list[date]) -> dict[str, list[int]]:

@@ -13,6 +13,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
+    else if (key === "style" && value) Object.assign(node.style, value);  // CSSOM: allowed by the page's CSP
     else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
   }
   for (const child of children) node.append(child);
@@ -528,6 +529,7 @@ async function initDashboard() {
       tile(T.visits_done, fleet.visits_done), tile(T.visits_missed, fleet.visits_missed, fleet.visits_missed ? "warn" : ""));
     stackedBars(document.getElementById("chart-kind"), overview.days, overview.by_kind, kindLabel);
     stackedBars(document.getElementById("chart-camera"), overview.days, overview.by_camera, (k) => k);
+    document.getElementById("tz-note").textContent = T.days_in.replace("{tz}", overview.timezone);
     rateBars(document.getElementById("chart-precision-kind"), overview.outcomes.by_kind, (r) => kindLabel(r.kind));
     rateBars(document.getElementById("chart-precision-model"), overview.outcomes.by_model, (r) => r.model_version);
     document.body.setAttribute("data-ready", "1");
@@ -539,21 +541,44 @@ async function initDashboard() {
 async function initCameras() {
   try {
     const { cameras } = await api("GET", "/stats/cameras");
-    document.getElementById("camera-list").replaceChildren(...cameras.map((cam) => {
-      const h = cam.health;
-      const online = h ? h.online : null;
-      const badge = el("span", { class: "badge " + (online === null ? "" : online ? "good" : "bad"),
-        text: online === null ? "?" : online ? T.online : T.offline });
-      const info = h ? `${T.last_frame}: ${when(h.last_frame_at)}${h.offline_since ? ` · ${T.offline_since}: ${when(h.offline_since)}` : ""}`
-        + (h.patrol ? ` · ${T.visits_done}: ${h.patrol.visits} · ${T.visits_missed}: ${h.patrol.missed}` : "") : "";
-      return el("section", { class: "camera", "data-camera": cam.camera_id },
-        el("h2", {}, cam.camera_id + " ", badge), el("p", { class: "muted", text: info }),
-        el("div", { class: "presets" }, ...(cam.presets.length ? cam.presets.map((p) => el("figure", {},
-          p.annotated ? el("img", { src: p.annotated, alt: `${p.preset_id} ${T.annotated}` }) : el("div", { class: "noimg", text: T.no_evidence }),
-          el("figcaption", { text: `${T.preset} ${p.preset_id} · ${when(p.captured_at)}` }))) : [el("p", { class: "muted", text: T.no_evidence })])));
-    }));
+    const list = document.getElementById("camera-list");
+    list.replaceChildren(...cameras.map(cameraSection));
+    if (!cameras.length) list.append(el("p", { class: "muted", text: T.no_cameras }));
     document.body.setAttribute("data-ready", "1");
   } catch (error) { status(`${T.error}: ${error.message}`, "error"); }
+}
+
+function cameraSection(cam) {
+  const h = cam.health;
+  const badge = el("span", { class: "badge " + (h.online ? "good" : "bad"), text: h.online ? T.online : T.offline });
+  const info = [`${T.last_frame}: ${when(h.last_frame_at)}`,
+    h.offline_since ? `${T.offline_since}: ${when(h.offline_since)}` : "",
+    `${T.visits_done}: ${h.visits}`, `${T.visits_missed}: ${h.missed}`,
+    h.ptz ? "PTZ" : T.fixed_camera, h.stale ? T.report_stale : ""].filter(Boolean).join(" · ");
+  return el("section", { class: "camera", "data-camera": cam.camera_id },
+    el("h2", {}, cam.camera_id + " ", badge), el("p", { class: "muted", text: info }),
+    h.last_error ? el("p", { class: "camera-error", text: h.last_error }) : "",
+    el("div", { class: "presets" }, ...cam.presets.map(presetFigure)));
+}
+
+// A preset's latest frame with the zones it watches drawn over it (zones are fractions of the frame, so one
+// 0..1 SVG stretched over the picture draws them at any size). Without a frame the zones still show their shape.
+function presetFigure(p) {
+  const view = el("div", { class: "view", style: { aspectRatio: `${p.width || 16} / ${p.height || 9}` } });
+  view.append(p.picture ? el("img", { src: p.picture, alt: `${T.preset} ${p.preset_id}` })
+    : el("div", { class: "noimg", text: T.no_frame }));
+  const overlay = svg("svg", { viewBox: "0 0 1 1", preserveAspectRatio: "none", class: "zones" });
+  for (const [name, polygon] of Object.entries(p.zones)) {
+    overlay.append(svg("polygon", { points: polygon.map(([x, y]) => `${x},${y}`).join(" "), "data-zone": name }));
+    const [cx, cy] = polygon.reduce(([sx, sy], [x, y]) => [sx + x / polygon.length, sy + y / polygon.length], [0, 0]);
+    view.append(el("span", { class: "zone-label", text: name, style: { left: `${cx * 100}%`, top: `${cy * 100}%` } }));
+  }
+  view.append(overlay);
+  const facts = [`${T.preset} ${p.preset_id}`, p.current ? T.here_now : "",
+    `${T.frame_taken}: ${when(p.captured_at)}`, p.next_due ? `${T.next_visit}: ${when(p.next_due)}` : "",
+    p.detector ? `${T.detector}: ${p.detector}` : ""].filter(Boolean).join(" · ");
+  return el("figure", { "data-preset": p.preset_id, class: p.current ? "here" : null }, view,
+    el("figcaption", { text: facts }));
 }
 
 // -- start -----------------------------------------------------------------------------------------------------

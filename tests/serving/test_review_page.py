@@ -22,6 +22,7 @@ import uvicorn
 
 from citywatch.cases.lifecycle import Role
 from citywatch.cases.store import Observation
+from citywatch.pipelines.snapshots import SnapshotStore
 from citywatch.serving.api import build_api
 from citywatch.serving.i18n import STRINGS
 from citywatch.serving.stack.s3 import S3Endpoint
@@ -109,14 +110,32 @@ def seed(api: Api, count: int) -> list[int]:
     return ids
 
 
+LOT = [[0.05, 0.45], [0.95, 0.45], [0.98, 0.95], [0.02, 0.95]]
+KERB = [[0.0, 0.33], [1.0, 0.33], [1.0, 0.4], [0.0, 0.4]]
+
+
+def _patrol(presets: dict[str, dict[str, Any]], current: str | None, visits: int, missed: int) -> dict[str, Any]:
+    """A patrol's health as `CameraPatrol.health()` reports it (the parts the cameras page reads)."""
+    return {"visits": visits, "missed": missed, "presets": list(presets), "zones": presets, "current_preset": current,
+            "next_due": {p: (T0 + timedelta(minutes=15)).isoformat() for p in presets},
+            "detectors": {}, "last_error": None}  # fmt: skip
+
+
 async def _fleet_health() -> dict[str, Any]:
-    patrol = {"visits": 42, "missed": 3}
+    """The fleet's report: gate-3 (a fixed camera), quiet-7 (a PTZ dome that never filed a case; one preset has
+    a frame, the other none yet) and baiyun-0412 (offline)."""
+    shot = {"key": "live/quiet-7/street.jpg", "captured_at": T0.isoformat(), "width": 640, "height": 360}
     return {
         "cameras": [
             {"camera_id": "gate-3", "online": True, "offline_since": None, "last_frame_at": T0.isoformat(),
-             "patrol": patrol},
+             "ptz": False, "patrol": _patrol({"p0": {"lot": LOT}}, "p0", 42, 3),
+             "snapshots": {"p0": {**shot, "key": "live/gate-3/p0.jpg"}}},
+            {"camera_id": "quiet-7", "online": True, "offline_since": None, "last_frame_at": T0.isoformat(),
+             "ptz": True, "patrol": _patrol({"street": {"lot": LOT, "kerb": KERB}, "bins": {"bins": KERB}}, "street",
+                                            9, 0),
+             "snapshots": {"street": shot}},
             {"camera_id": "baiyun-0412", "online": False, "offline_since": T0.isoformat(), "last_frame_at": None,
-             "patrol": {"visits": 7, "missed": 5}},
+             "ptz": False, "patrol": _patrol({"p1": {"lot": LOT}}, None, 7, 5), "snapshots": {}},
         ],
         "detectors": {},
     }  # fmt: skip
@@ -142,6 +161,11 @@ def site(s3_server: S3Endpoint, tmp_path: Path) -> Iterator[Site]:
     """The real app on a free port, served by uvicorn in a thread."""
     api = make_api(f"sqlite:///{tmp_path / 'cases.db'}", s3_server, tmp_path)
     api.context.health = _fleet_health
+    snapshots = SnapshotStore.from_endpoint(s3_server.endpoint, s3_server.access_key, s3_server.secret_key,
+                                            f"{api.bucket}-live")  # fmt: skip
+    for key in ("live/quiet-7/street.jpg", "live/gate-3/p0.jpg"):
+        snapshots.put(key, _evidence(3)["frame"][0])  # what the fleet's Snapshots would have stored
+    api.context.snapshots = snapshots
     server = uvicorn.Server(uvicorn.Config(build_api(api.context), log_level="warning", lifespan="off"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -258,6 +282,18 @@ def test_inspector_reviews_with_the_keyboard_bulk_rejects_and_undoes(page: Page,
     page.wait_for_selector("body[data-ready]")
     expect(page.locator("[data-camera=baiyun-0412] .badge")).to_have_text("offline")
     page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    # quiet-7 never filed a case: its street preset shows the fleet's latest frame with both zones drawn over it
+    street = page.locator("[data-camera=quiet-7] figure[data-preset=street]")
+    assert street.locator("img").evaluate("img => img.naturalWidth") == 640
+    expect(street.locator("svg.zones polygon")).to_have_count(2)
+    expect(street.locator(".zone-label")).to_have_text(["lot", "kerb"])
+    expect(street).to_have_class("here")
+    box = street.locator(".view").bounding_box()
+    assert box is not None and abs(box["width"] / box["height"] - 640 / 360) < 0.02  # zones stretch over the frame
+    bins = page.locator("[data-camera=quiet-7] figure[data-preset=bins]")
+    expect(bins.locator(".noimg")).to_have_text("No frame yet")
+    expect(bins.locator("svg.zones polygon")).to_have_count(1)  # the zone's shape shows without a frame
+    expect(page.locator("[data-camera=baiyun-0412] figure .noimg")).to_have_count(1)
     shot(page, "cameras")
 
     page.goto(f"{site.url}/ui/queue?lang=zh")
