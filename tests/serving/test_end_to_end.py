@@ -117,6 +117,16 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         assert "does-not-exist.onnx" in cameras["no-model"]["patrol"]["last_error"]
         assert health["detectors"]["default"]["error"] is None
 
+        # The cameras page: each preset's latest frame, kept by the fleet (no case needed: "no-model" files
+        # none), with the zone the config gives it; an unreachable camera has no frame.
+        views = {c["camera_id"]: c for c in api.get("/stats/cameras").json()["cameras"]}
+        for camera_id in ("parking-lot-1", "no-model"):
+            [fixed] = views[camera_id]["presets"]
+            assert fixed["zones"] == {"fire-lane": [[0.52, 0.90], [0.80, 0.90], [0.80, 1.0], [0.52, 1.0]]}
+            picture = httpx.get(fixed["picture"], timeout=10)
+            assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8", camera_id
+        assert views["unreachable"]["presets"][0]["picture"] is None
+
         # One case per vehicle and zone, not one per frame: sampling goes on, the count stays small.
         samples_before = cameras["parking-lot-1"]["patrol"]["samples"]
         time.sleep(6)
