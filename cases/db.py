@@ -90,6 +90,8 @@ class CaseRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Set when the case enters a closed state (closed, rejected): the re-filing cooldown counts from it.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The grid or department the case was last dispatched to (None: never dispatched).
+    department: Mapped[str | None] = mapped_column(String(128), nullable=True)
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
 
@@ -106,6 +108,7 @@ class CaseRow(Base):
         Index("ix_cases_camera_id_id", "camera_id", "id"),
         Index("ix_cases_kind_id", "kind", "id"),
         Index("ix_cases_due_at", "due_at"),
+        Index("ix_cases_department_id", "department", "id"),
     )
 
 

@@ -82,6 +82,8 @@ class CaseRecord:
     """camera, or device (camera_id then holds the device id)."""
     location: tuple[float, float] | None = None
     """[latitude, longitude] recorded with the case (device events); camera cases take the camera's."""
+    department: str | None = None
+    """The grid or department the case was last dispatched to."""
 
 
 @dataclass(frozen=True)
@@ -226,18 +228,20 @@ class CaseStore:
         until: datetime | None = None,
         text: str | None = None,
         overdue: bool | None = None,
+        department: str | None = None,
         with_evidence: bool = True,
     ) -> list[CaseRecord]:
         """Cases newest first (by creation), with their evidence unless `with_evidence` is False.
 
         `since`/`until`: creation time range [since, until). `text`: a case-insensitive substring of the kind,
         code, camera, zone, rule or class. `overdue`: only cases past (or within) their stage's time limit.
+        `department`: only cases last dispatched there.
         """
         if limit < 0 or offset < 0:
             raise CaseStoreError(f"limit and offset must be >= 0; got limit={limit} offset={offset}")
         clauses = _filters(
             camera_id=camera_id, kind=kind, state=state, since=since, until=until, text=text,
-            overdue=overdue, now=self._clock(),
+            overdue=overdue, department=department, now=self._clock(),
         )  # fmt: skip
         query = sa.select(CaseRow).where(*clauses).order_by(CaseRow.id.desc()).limit(limit).offset(offset)
         if with_evidence:
@@ -261,10 +265,11 @@ class CaseStore:
         until: datetime | None = None,
         text: str | None = None,
         overdue: bool | None = None,
+        department: str | None = None,
     ) -> int:
         clauses = _filters(
             camera_id=camera_id, kind=kind, state=state, since=since, until=until, text=text,
-            overdue=overdue, now=self._clock(),
+            overdue=overdue, department=department, now=self._clock(),
         )  # fmt: skip
         query = sa.select(sa.func.count()).select_from(CaseRow).where(*clauses)
         with self._read() as session:
@@ -429,6 +434,7 @@ def _filters(
     until: datetime | None = None,
     text: str | None = None,
     overdue: bool | None = None,
+    department: str | None = None,
     now: datetime | None = None,
 ) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
@@ -438,6 +444,8 @@ def _filters(
         clauses.append(CaseRow.kind == kind)
     if state is not None:
         clauses.append(CaseRow.state == state)
+    if department is not None:
+        clauses.append(CaseRow.department == department)
     if since is not None:
         _require_aware(since)
         clauses.append(CaseRow.created_at >= since)
@@ -644,4 +652,5 @@ def _case_record(row: CaseRow, *, with_evidence: bool = True) -> CaseRecord:
         closed_at=row.closed_at,
         source=row.source,
         location=location,
+        department=row.department,
     )

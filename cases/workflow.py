@@ -88,6 +88,8 @@ class CaseWorkflow:
             row.updated_at = now
             row.due_at = self.store.policy.due_at(transition.target, now)
             row.closed_at = now if transition.target in CLOSED_STATES else None
+            if action is Action.DISPATCH and recorded.get("target"):
+                row.department = str(recorded["target"])
             session.add(_audit(row.id, now, actor, action.value, source, row.state, comment, recorded))
         return self._get(case_id)
 

@@ -53,11 +53,14 @@ def _filters(
     overdue: Annotated[
         bool | None, Query(description="Only cases past (true) or within (false) their time limit")
     ] = None,
+    department: Annotated[
+        str | None, Query(max_length=128, description="Only cases last dispatched to this grid or department")
+    ] = None,
 ) -> dict[str, Any]:
     if since is not None and until is not None and since >= until:
         raise HTTPException(422, detail=f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
     return {"camera_id": camera_id, "kind": kind, "state": state, "since": since, "until": until, "text": q,
-            "overdue": overdue}  # fmt: skip
+            "overdue": overdue, "department": department}  # fmt: skip
 
 
 Filters = Annotated[dict[str, Any], Depends(_filters)]
@@ -92,6 +95,7 @@ class _CaseViews:
             "overdue": case.due_at is not None and case.due_at <= now, "observations": case.observations,
             "model_version": case.model_version,
             "location": case.location or context.camera_locations.get(case.camera_id),
+            "department": case.department,
         }  # fmt: skip
 
     def detail(self, case: CaseRecord, principal: Principal) -> CaseDetail:
@@ -245,8 +249,8 @@ def _audit_view(entry: AuditEntry) -> AuditView:
 
 _CSV_COLUMNS = (
     "id", "code", "kind", "name_zh", "name_en", "state", "source", "camera_id", "preset_id", "zone", "class_name",
-    "confidence", "first_seen", "last_seen", "created_at", "due_at", "overdue", "observations", "latitude",
-    "longitude",
+    "confidence", "first_seen", "last_seen", "created_at", "due_at", "overdue", "observations", "department",
+    "latitude", "longitude",
 )  # fmt: skip
 
 

@@ -59,6 +59,8 @@ class CaseSummary(BaseModel):
     observations: int
     model_version: str
     location: tuple[float, float] | None
+    department: str | None
+    """The grid or department the case was last dispatched to."""
 
 
 class CaseDetail(CaseSummary):

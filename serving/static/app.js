@@ -379,6 +379,7 @@ async function loadCase() {
     [T.state, c.state, "state"], [T.camera, c.camera_id], [T.preset, c.preset_id], [T.zone, c.zone],
     [T.confidence, (c.confidence * 100).toFixed(1) + " %"], [T.observations, String(c.observations)],
     [T.first_seen, when(c.first_seen)], [T.last_seen, when(c.last_seen)], [T.model, c.model_version || "—"],
+    [T.department, c.department, "department"],
   ]);
   // Evidence sets: the roles of one set share the frame's capture time.
   const sets = new Map();

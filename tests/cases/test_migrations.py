@@ -61,3 +61,39 @@ def test_unknown_revision_is_refused(database_url: str) -> None:
         connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(MigrationError, match="9999"):
         CaseStore.from_url(database_url)
+
+
+def test_department_is_filled_in_from_the_audit_logs_dispatch_lines(database_url: str) -> None:
+    """0003 adds `cases.department`; cases dispatched before it get the target of their last dispatch."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    upgrade(engine, "0002")
+    case_columns = (
+        "kind, code, state, camera_id, zone, rule, class_name, confidence, box_x1, box_y1, box_x2, box_y2, "
+        "first_seen, last_seen, created_at, updated_at, observations, model_version, source, state_changed_at"
+    )
+    with engine.begin() as connection:
+        for camera in ("dispatched-twice", "never-dispatched"):
+            connection.execute(
+                sa.text(
+                    f"INSERT INTO cases ({case_columns}) VALUES ('exposed_garbage', '06010', 'dispatched', :camera, "
+                    "'z', 'r', 'garbage', 0.5, 0, 0, 1, 1, :t, :t, :t, :t, 1, '', 'camera', :t)"
+                ),
+                {"camera": camera, "t": "2026-05-04 02:00:00"},
+            )
+        ids = dict(connection.execute(sa.text("SELECT camera_id, id FROM cases")).all())
+        for details in ('{"target": "sanitation-3"}', "{}", '{"target": "grid-baiyun-12"}'):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO case_audit (case_id, at, actor, action, from_state, to_state, comment, details) "
+                    "VALUES (:case, :t, 'sup', 'dispatch', 'confirmed', 'dispatched', '', :details)"
+                ),
+                {"case": ids["dispatched-twice"], "t": "2026-05-04 03:00:00", "details": details},
+            )
+    engine.dispose()
+    store = CaseStore.from_url(database_url)
+    departments = {case.camera_id: case.department for case in store.list_cases()}
+    assert departments == {"dispatched-twice": "grid-baiyun-12", "never-dispatched": None}
+    assert [c.camera_id for c in store.list_cases(department="grid-baiyun-12")] == ["dispatched-twice"]

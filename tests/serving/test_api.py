@@ -158,7 +158,14 @@ def test_workflow_over_http_with_reasons_and_role_checks(api: Api) -> None:
     refused = act("dispatch", inspector)
     assert refused.status_code == 403 and "supervisor" in refused.json()["detail"]
     assert act("close", supervisor).status_code == 409  # not from confirmed
-    assert act("dispatch", supervisor).json()["state"] == "dispatched"
+    dispatched = api.client.post(
+        f"/cases/{case_id}/actions/dispatch", json={"target": "grid-baiyun-12"}, headers=supervisor
+    ).json()
+    assert (dispatched["state"], dispatched["department"]) == ("dispatched", "grid-baiyun-12")
+    other = api.file(2)  # never dispatched: not in the department's list
+    listed = api.client.get("/cases", params={"department": "grid-baiyun-12"}, headers=inspector).json()
+    assert [c["id"] for c in listed["cases"]] == [case_id] and listed["total"] == 1
+    assert api.client.get(f"/cases/{other}", headers=inspector).json()["department"] is None
     assert act("handle", inspector, "towed away").json()["state"] == "handled"
     assert act("verify", inspector).json()["state"] == "verified"
     closed = act("close", supervisor).json()

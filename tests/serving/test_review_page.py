@@ -302,6 +302,25 @@ def test_inspector_reviews_with_the_keyboard_bulk_rejects_and_undoes(page: Page,
     shot(page, "queue-zh")
 
 
+def test_a_supervisor_dispatches_a_case_to_a_department_from_its_page(page: Page, site: Site) -> None:
+    [case_id] = seed(site.api, 1)
+    confirmed = site.api.client.post(
+        f"/cases/{case_id}/actions/confirm", json={}, headers=site.api.as_role(Role.INSPECTOR)
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    login(page, site, Role.SUPERVISOR, lang="zh")
+    page.goto(f"{site.url}/ui/cases/{case_id}")
+    page.wait_for_selector("body[data-ready]")
+    page.select_option("#act-action", "dispatch")
+    expect(page.locator("#target-label")).to_be_visible()
+    page.fill("#act-target", "环卫所")
+    page.click("#act-submit")
+    expect(page.locator("#case-facts dd.department")).to_have_text("环卫所")
+    expect(page.locator("#audit-rows tr").last).to_contain_text("→ 环卫所")
+    shot(page, "case-dispatched-zh")
+    assert (site.case(case_id)["state"], site.case(case_id)["department"]) == ("dispatched", "环卫所")
+
+
 def test_a_viewer_sees_no_action_and_the_api_refuses_them(page: Page, site: Site) -> None:
     [case_id] = seed(site.api, 1)
     login(page, site, Role.VIEWER)
