@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -141,20 +141,42 @@ def _require(role: Role, what: str) -> None:
         raise NotPermitted(f"role {role} may not {what} a case (roles that may: {', '.join(sorted(INSPECTORS))})")
 
 
+class _Line(Protocol):
+    """An audit line as a row or an `AuditEntry`: what an undo is checked against."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def to_state(self) -> str | None: ...
+
+
+def undo_refusal(case_id: int, state: str, last: _Line | None, actor: str, now: datetime) -> str | None:
+    """Why `actor` may not undo on the case now (its last audit line is `last`), or None if they may."""
+    reviewed = (Action.CONFIRM.value, Action.REJECT.value)
+    if last is None or last.action not in reviewed or last.to_state != state:
+        return f"case {case_id}: its last change is not a confirm or reject, so there is nothing to undo"
+    if last.actor != actor:
+        return f"case {case_id} was {last.to_state} by {last.actor}; only they may undo it"
+    if now - last.at > UNDO_WINDOW:
+        return f"case {case_id} was {last.to_state} more than {UNDO_WINDOW} ago; a supervisor can reopen it instead"
+    return None
+
+
 def _undoable_line(session: Session, row: CaseRow, actor: str, now: datetime) -> int:
     """The id of the audit line an undo takes back, or UndoRefused saying why there is none."""
     last = session.scalars(
         sa.select(AuditRow).where(AuditRow.case_id == row.id).order_by(AuditRow.id.desc()).limit(1)
     ).one_or_none()
-    reviewed = (Action.CONFIRM.value, Action.REJECT.value)
-    if last is None or last.action not in reviewed or last.to_state != row.state:
-        raise UndoRefused(f"case {row.id}: its last change is not a confirm or reject, so there is nothing to undo")
-    if last.actor != actor:
-        raise UndoRefused(f"case {row.id} was {last.to_state} by {last.actor}; only they may undo it")
-    if now - last.at > UNDO_WINDOW:
-        raise UndoRefused(
-            f"case {row.id} was {last.to_state} more than {UNDO_WINDOW} ago; a supervisor can reopen it instead"
-        )
+    refusal = undo_refusal(row.id, row.state, last, actor, now)
+    if refusal is not None or last is None:
+        raise UndoRefused(refusal)
     return last.id
 
 

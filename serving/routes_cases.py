@@ -16,7 +16,7 @@ from citywatch.cases.accounts import Principal
 from citywatch.cases.evidence import EvidenceStoreDown
 from citywatch.cases.lifecycle import Action, allowed_actions
 from citywatch.cases.store import CaseRecord
-from citywatch.cases.workflow import AuditEntry, CaseNotFound
+from citywatch.cases.workflow import AuditEntry, CaseNotFound, undo_refusal
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
 from citywatch.serving.schemas import (
@@ -112,8 +112,12 @@ class _CaseViews:
                              content_type=item.content_type, uploaded=item.uploaded, captured_at=item.captured_at,
                              url=url)
             )  # fmt: skip
-        audit = [_audit_view(e) for e in self.context.workflow.audit_log(case.id)]
+        entries = self.context.workflow.audit_log(case.id)
+        audit = [_audit_view(e) for e in entries]
         actions = [a.value for a in allowed_actions(case.state, principal.role)]
+        last = entries[-1] if entries else None
+        if undo_refusal(case.id, case.state, last, principal.username, self.context.store.now()) is not None:
+            actions = [a for a in actions if a != Action.UNDO.value]  # listed only when it would be taken
         return CaseDetail(**self.summary(case), evidence=views, audit=audit, allowed_actions=actions)
 
     def load(self, case_id: int) -> CaseRecord:

@@ -155,6 +155,10 @@ def test_workflow_over_http_with_reasons_and_role_checks(api: Api) -> None:
 
     assert act("reject", inspector).status_code == 422  # a reason is required
     assert act("confirm", inspector).json()["state"] == "confirmed"
+    # Undo is offered only to whoever confirmed, not to every role the lifecycle table lets undo.
+    offered = {who: api.client.get(f"/cases/{case_id}", headers=h).json()["allowed_actions"]
+               for who, h in (("inspector", inspector), ("supervisor", supervisor))}  # fmt: skip
+    assert "undo" in offered["inspector"] and "undo" not in offered["supervisor"], offered
     refused = act("dispatch", inspector)
     assert refused.status_code == 403 and "supervisor" in refused.json()["detail"]
     assert act("close", supervisor).status_code == 409  # not from confirmed
