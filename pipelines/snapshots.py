@@ -121,33 +121,37 @@ class Snapshots:
 
     def _store(self, where: tuple[str, str], frame: Frame) -> None:
         try:
-            image = frame.image
-            height, width = image.shape[:2]
-            if width > self.width:
-                height = round(height * self.width / width)
-                width = self.width
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if not ok:
-                raise ValueError(f"could not encode a {width}x{height} frame as JPEG")
-            key = snapshot_key(*where)
-            self.store.put(key, jpeg.tobytes())
-            with self._lock:
-                self._latest[where] = Snapshot(key, frame.captured_at, width, height)
-                self.stored += 1
-                recovered, self.last_error = self.last_error, None
-            if recovered:
-                log.warning("live frames: stored again in s3://%s", self.store.bucket)
+            snapshot = self._upload(where, frame)
         except Exception as error:  # the page shows an older picture; the patrol never notices
             message = f"live frame of camera {where[0]!r} preset {where[1]!r} not stored: {error}"
-            with self._lock:
+            with self._lock:  # counters and the busy mark change together: a reader never sees one without the other
+                self._busy.discard(where)
                 self.failed += 1
                 first, self.last_error = self.last_error is None, message
             if first:
                 log.warning("%s (the cameras page shows older pictures until the store is back)", message)
-        finally:
-            with self._lock:
-                self._busy.discard(where)
+            return
+        with self._lock:
+            self._busy.discard(where)
+            self._latest[where] = snapshot
+            self.stored += 1
+            recovered, self.last_error = self.last_error, None
+        if recovered:
+            log.warning("live frames: stored again in s3://%s", self.store.bucket)
+
+    def _upload(self, where: tuple[str, str], frame: Frame) -> Snapshot:
+        image = frame.image
+        height, width = image.shape[:2]
+        if width > self.width:
+            height = round(height * self.width / width)
+            width = self.width
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise ValueError(f"could not encode a {width}x{height} frame as JPEG")
+        key = snapshot_key(*where)
+        self.store.put(key, jpeg.tobytes())
+        return Snapshot(key, frame.captured_at, width, height)
 
     def latest(self, camera_id: str) -> dict[str, Snapshot]:
         """The newest stored snapshot of each of a camera's presets."""
