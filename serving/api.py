@@ -18,13 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from citywatch.cases.accounts import AccountError, AuthenticationFailed, Principal
-from citywatch.cases.filing import FilingError
-from citywatch.cases.lifecycle import CommentRequired, LifecycleError, NotPermitted, Role, TransitionRefused
-from citywatch.cases.store import CaseStoreError
-from citywatch.cases.webhooks import DeliveryNotFound, WebhookError
-from citywatch.cases.workflow import CaseNotFound
+from citywatch.cases.lifecycle import Role
 from citywatch.serving.auth import Permission, principal_dependency, requirer
 from citywatch.serving.context import ApiContext, Device, HealthProbe, KindName
+from citywatch.serving.errors import ERROR_STATUS
 from citywatch.serving.routes_cases import cases_router
 from citywatch.serving.routes_ops import ops_router
 from citywatch.serving.routes_pages import install_pages
@@ -53,24 +50,8 @@ class _BodyLimit(BaseHTTPMiddleware):
         return await call_next(request)
 
 
-# Domain errors → HTTP status. Order matters: subclasses first.
-_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (CaseNotFound, 404),
-    (DeliveryNotFound, 404),
-    (NotPermitted, 403),
-    (CommentRequired, 422),
-    (TransitionRefused, 409),
-    (LifecycleError, 409),
-    (AccountError, 409),
-    (WebhookError, 409),
-    (FilingError, 422),
-    (CaseStoreError, 422),
-    (AuthenticationFailed, 401),
-)
-
-
 def _install_error_handlers(api: FastAPI) -> None:
-    for error_type, status in _ERROR_STATUS:
+    for error_type, status in ERROR_STATUS:
 
         def handler(_request: Request, error: Exception, status: int = status) -> JSONResponse:
             return JSONResponse({"detail": str(error)}, status_code=status)

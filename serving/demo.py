@@ -76,6 +76,7 @@ def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Consol
         console.print("starting Ray Serve (about 15 s)…")
         with running_city(config, verbose=verbose) as api_url:
             console.print(f"API up at [cyan]{api_url}[/] after {time.monotonic() - started:.0f} s; watching…")
+            console.print(f"review page: [cyan]{api_url}/ui[/] (log in as admin; cameras at {api_url}/ui/cameras)")
             filed = _watch(config, api_url, endpoint.bucket, started, run_for, console, api_key=admin_key)
         console.print("stopping Ray Serve, the camera server and the object store…")
     return filed

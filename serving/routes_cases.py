@@ -19,9 +19,13 @@ from citywatch.cases.store import CaseRecord
 from citywatch.cases.workflow import AuditEntry, CaseNotFound, undo_refusal
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
+from citywatch.serving.errors import status_of
 from citywatch.serving.schemas import (
     ActionRequest,
     AuditView,
+    BulkActionRequest,
+    BulkActionResult,
+    BulkRefusal,
     CaseDetail,
     CaseList,
     CaseSummary,
@@ -206,6 +210,14 @@ def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> Non
         return {"type": "FeatureCollection", "features": features, "without_location": unplaced}
 
 
+def _action_details(action: Action, body: ActionRequest) -> dict[str, str] | None:
+    """What goes into the audit line beyond the state: a dispatch's target department."""
+    target = body.target.strip()
+    if target and action is not Action.DISPATCH:
+        raise HTTPException(422, detail=f"target names where a case is dispatched; {action} takes none")
+    return {"target": target} if target else None
+
+
 def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any) -> None:
     context = views.context
 
@@ -215,14 +227,37 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
     ) -> CaseDetail:
         """Move the case through the workflow: review, confirm, reject (reason required), dispatch (with an
         optional target department), handle, verify, close, reopen, undo (one's own recent confirm/reject)."""
-        target = body.target.strip()
-        if target and action is not Action.DISPATCH:
-            raise HTTPException(422, detail=f"target names where a case is dispatched; {action} takes none")
         case = context.workflow.act(
             case_id, action, actor=principal.username, role=principal.role, comment=body.comment,
-            details={"target": target} if target else None,
+            details=_action_details(action, body),
         )  # fmt: skip
         return views.detail(case, principal)
+
+    @router.post("/cases/actions/{action}")
+    def act_on_many(
+        action: Action, body: BulkActionRequest, principal: Annotated[Principal, act_dependency]
+    ) -> BulkActionResult:
+        """The same action on many cases (the review page's bulk confirm, reject and undo) in one request.
+
+        Each case is acted on alone: one that is refused (gone, in another state, not yours to undo) is listed
+        in `refused` with the status a single action would have answered, and the others go ahead."""
+        if len(set(body.ids)) != len(body.ids):
+            raise HTTPException(422, detail="ids: each case at most once")
+        details = _action_details(action, body)
+        done: list[int] = []
+        refused: list[BulkRefusal] = []
+        for case_id in body.ids:
+            try:
+                context.workflow.act(case_id, action, actor=principal.username, role=principal.role,
+                                     comment=body.comment, details=details)  # fmt: skip
+            except Exception as error:
+                status = status_of(error)
+                if status is None:
+                    raise  # a bug, not a refusal: a logged 500
+                refused.append(BulkRefusal(id=case_id, status=status, detail=str(error)))
+            else:
+                done.append(case_id)
+        return BulkActionResult(action=action.value, done=done, refused=refused)
 
     @router.post("/cases/{case_id}/kind")
     def correct_kind(

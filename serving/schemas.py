@@ -82,6 +82,29 @@ class ActionRequest(Request):
     target: str = Field("", max_length=128, description="dispatch only: the grid or department it goes to")
 
 
+MAX_BULK = 500
+
+
+class BulkActionRequest(ActionRequest):
+    ids: list[int] = Field(
+        min_length=1, max_length=MAX_BULK, description="Case ids; each is acted on alone, in its own transaction"
+    )
+
+
+class BulkRefusal(BaseModel):
+    id: int
+    status: int
+    """The status a single action on this case would have answered (404, 403, 409, 422)."""
+    detail: str
+
+
+class BulkActionResult(BaseModel):
+    action: str
+    done: list[int]
+    """Cases the action was taken on, in the order given."""
+    refused: list[BulkRefusal]
+
+
 class KindCorrection(Request):
     kind: str = Field(min_length=1, max_length=64, description="The right kind (a taxonomy or device kind key)")
     comment: str = Field("", max_length=4000)

@@ -209,13 +209,16 @@ async function decide(action, bulk, comment = "") {
   if (!cases.length || queue.busy) return;
   if (!canAct()) { status(T.read_only, "error"); return; }
   queue.busy = true;
-  const done = [];
+  let done = [];
   try {
-    for (const c of cases) {
-      await api("POST", `/cases/${c.id}/actions/${action}`, { comment });
-      done.push(c.id);
+    // One request for one case or a whole selection; each case is decided alone, refusals come back by case.
+    const result = await api("POST", `/cases/actions/${action}`, { ids: cases.map((c) => c.id), comment });
+    done = result.done;
+    if (result.refused.length) {
+      status(result.refused.map((r) => `#${r.id}: ${r.detail}`).join(" · "), "error");
+    } else {
+      status(`#${done.join(", #")} ${T["done_" + action]} — ${T.press_u}`, "ok");
     }
-    status(`#${done.join(", #")} ${T["done_" + action]} — ${T.press_u}`, "ok");
   } catch (error) {
     status(`${T.error}: ${error.message}`, "error");
   } finally {
@@ -256,7 +259,8 @@ async function undo() {
   queue.busy = true;
   try {
     if (last.type === "decision") {
-      for (const id of last.ids) await api("POST", `/cases/${id}/actions/undo`, { comment: "" });
+      const result = await api("POST", "/cases/actions/undo", { ids: last.ids, comment: "" });
+      if (result.refused.length) throw new Error(result.refused.map((r) => `#${r.id}: ${r.detail}`).join(" · "));
     } else {
       await api("POST", `/cases/${last.id}/kind`, { kind: last.kind, comment: "undo" });
     }

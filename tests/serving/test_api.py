@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -179,6 +180,37 @@ def test_workflow_over_http_with_reasons_and_role_checks(api: Api) -> None:
         ("file", "camera:gate-3"), ("confirm", "inspector-user"), ("dispatch", "supervisor-user"),
         ("handle", "inspector-user"), ("verify", "inspector-user"), ("close", "supervisor-user"),
     ]  # fmt: skip
+
+
+def test_bulk_actions_decide_each_case_alone(api: Api) -> None:
+    first, second, third = (api.file(i) for i in (1, 2, 3))
+    inspector = api.as_role(Role.INSPECTOR)
+
+    def bulk(action: str, body: dict[str, Any], headers: dict[str, str] = inspector) -> httpx.Response:
+        return api.client.post(f"/cases/actions/{action}", json=body, headers=headers)
+
+    assert api.client.post(f"/cases/{second}/actions/confirm", json={}, headers=inspector).status_code == 200
+    result = bulk("reject", {"ids": [first, second, third, 99_999], "comment": "false detection"}).json()
+    assert result["done"] == [first, third]
+    assert [(r["id"], r["status"]) for r in result["refused"]] == [(second, 409), (99_999, 404)]
+    assert "confirmed" in result["refused"][0]["detail"]
+    states = {i: api.client.get(f"/cases/{i}", headers=inspector).json()["state"] for i in (first, second, third)}
+    assert states == {first: "rejected", second: "confirmed", third: "rejected"}
+
+    # Only whoever rejected may undo: another inspector's bulk undo is refused case by case, theirs goes through.
+    api.context.accounts.add_user("second-inspector", Role.INSPECTOR, "another long password")
+    other = {"Authorization": f"Bearer {api.context.accounts.create_api_key('second-inspector')}"}
+    refused = bulk("undo", {"ids": [first, third]}, other).json()
+    assert refused["done"] == [] and {r["status"] for r in refused["refused"]} == {409}
+    assert bulk("undo", {"ids": [first, third]}).json()["done"] == [first, third]
+
+    # Bad requests change nothing.
+    for body, status in (({"ids": []}, 422), ({"ids": [first, first]}, 422), ({"ids": list(range(1, 502))}, 422),
+                         ({"ids": [first], "target": "环卫所"}, 422), ({"ids": ["one"]}, 422)):  # fmt: skip
+        assert bulk("confirm", body).status_code == status, body
+    assert bulk("confirm", {"ids": [first]}, api.as_role(Role.VIEWER)).status_code == 403
+    assert bulk("explode", {"ids": [first]}).status_code == 422
+    assert api.client.get(f"/cases/{first}", headers=inspector).json()["state"] == "under_review"
 
 
 def test_correct_kind_and_comment(api: Api) -> None:
