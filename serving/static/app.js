@@ -580,7 +580,7 @@ function presetFigure(p) {
   }
   view.append(overlay);
   const facts = [`${T.preset} ${p.preset_id}`, p.current ? T.here_now : "",
-    `${T.frame_taken}: ${when(p.captured_at)}`, p.next_due ? `${T.next_visit}: ${when(p.next_due)}` : "",
+    `${T.frame_taken}: ${when(p.captured_at)}`, new Date(p.next_due) > Date.now() ? `${T.next_visit}: ${when(p.next_due)}` : "",
     p.detector ? `${T.detector}: ${p.detector}` : ""].filter(Boolean).join(" · ");
   return el("figure", { "data-preset": p.preset_id, class: p.current ? "here" : null }, view,
     el("figcaption", { text: facts }));
