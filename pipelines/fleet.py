@@ -243,6 +243,15 @@ class Fleet:
             )
         return report
 
+    def replica_health(self) -> dict[str, Any]:
+        """What this fleet runs beside its cameras: warnings before filing, latest-frame uploads."""
+        gate = self.sink if isinstance(self.sink, WarningGate) else None
+        return {
+            "cameras": len(self.patrols),
+            "warnings": gate.health() if gate is not None else None,
+            "snapshots": self.snapshots.health() if self.snapshots is not None else None,
+        }
+
     def _snapshots(self, camera_id: str) -> dict[str, dict[str, Any]]:
         if self.snapshots is None:
             return {}

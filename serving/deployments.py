@@ -201,9 +201,24 @@ class FleetHealthBoard:
     def __init__(self, stale_after_s: float = 30.0) -> None:
         self.stale_after_s = stale_after_s
         self.shards: dict[int, tuple[float, int, list[dict[str, Any]]]] = {}
+        self.replica_reports: dict[int, dict[str, Any]] = {}
 
-    def report(self, rank: int, replicas: int, cameras: list[dict[str, Any]]) -> None:
+    def report(
+        self, rank: int, replicas: int, cameras: list[dict[str, Any]], replica: dict[str, Any] | None = None
+    ) -> None:
+        """A replica's cameras, and what it runs beside them (warnings held, latest-frame uploads)."""
         self.shards[rank] = (time.time(), replicas, cameras)
+        if replica is not None:
+            self.replica_reports[rank] = replica
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Each fleet replica's own report (rank order), with its age."""
+        now = time.time()
+        return [
+            {"rank": rank, "report_age_s": round(now - self.shards[rank][0], 1), **report}
+            for rank, report in sorted(self.replica_reports.items())
+            if rank in self.shards and rank < self.shards[rank][1]
+        ]
 
     def cameras(self) -> list[dict[str, Any]]:
         if not self.shards:
@@ -303,7 +318,9 @@ class CameraFleet:
 
     async def _report(self) -> None:
         if self.fleet is not None:
-            await self.board.report.remote(self.fleet.rank, self.fleet.replicas, self.fleet.health())
+            await self.board.report.remote(
+                self.fleet.rank, self.fleet.replicas, self.fleet.health(), self.fleet.replica_health()
+            )
 
     async def _follow_board(self) -> None:
         """Apply a config published on the ConfigBoard since the last look."""
@@ -328,11 +345,12 @@ class CameraFleet:
             except Exception:  # the board may be restarting: report again next time
                 log.exception("fleet health report failed")
 
-    async def health(self) -> list[dict[str, Any]]:
-        """Every camera of every replica (from the board)."""
+    async def health(self) -> dict[str, Any]:
+        """Every camera of every replica, and each replica's own report (from the board)."""
         await self._report()  # this shard's newest numbers
         cameras: list[dict[str, Any]] = await self.board.cameras.remote()
-        return cameras
+        replicas: list[dict[str, Any]] = await self.board.replicas.remote()
+        return {"cameras": cameras, "fleet": replicas}
 
     async def __del__(self) -> None:
         self._reporter.cancel()
@@ -387,9 +405,9 @@ class Api:
             self._stop.wait(every)
 
     async def health(self) -> dict[str, Any]:
-        cameras = await self.fleet.health.remote()
+        fleet = await self.fleet.health.remote()
         detectors = {name: await handle.info.remote() for name, handle in self.detectors.items()}
-        return {"cameras": cameras, "detectors": detectors}
+        return {"cameras": fleet["cameras"], "fleet": fleet["fleet"], "detectors": detectors}
 
     def __del__(self) -> None:
         self._stop.set()

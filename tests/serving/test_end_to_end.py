@@ -89,9 +89,14 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         assert case["zone"] == "fire-lane"
         assert case["class_name"] in {"car", "truck"}
 
-        # The annotated evidence is in the bucket and its bytes hash to what the case recorded.
-        annotated = next(e for e in case["evidence"] if e["role"] == "annotated")
-        assert annotated["uploaded"] and annotated["content_type"] == "image/jpeg"
+        # The annotated evidence is in the bucket and its bytes hash to what the case recorded. The filer commits
+        # the case before it uploads (so a crash between them loses nothing): wait for the upload to be marked.
+        def uploaded_annotated() -> dict[str, Any] | None:
+            evidence = api.get(f"/cases/{case['id']}").json()["evidence"]
+            return next((e for e in evidence if e["role"] == "annotated" and e["uploaded"]), None)
+
+        annotated = wait_for(uploaded_annotated, 30, "the annotated evidence to be uploaded")
+        assert annotated["content_type"] == "image/jpeg"
         client = minio.Minio(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, secure=False)
         response = client.get_object(s3_server.bucket, annotated["key"])
         try:
@@ -116,6 +121,9 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         assert "does-not-exist.onnx" in missing["error"]
         assert "does-not-exist.onnx" in cameras["no-model"]["patrol"]["last_error"]
         assert health["detectors"]["default"]["error"] is None
+        [replica] = health["fleet"]  # the fleet replica's own report: latest frames stored, no warning rules
+        assert replica["cameras"] == 3 and replica["snapshots"]["stored"] >= 2 and replica["snapshots"]["failed"] == 0
+        assert replica["warnings"]["holding"] == 0
 
         # The cameras page: each preset's latest frame, kept by the fleet (no case needed: "no-model" files
         # none), with the zone the config gives it; an unreachable camera has no frame.

@@ -51,7 +51,7 @@ def fleet_app(config: CityConfig) -> Any:
 def wait_for_cameras(handle: Any, count: int, timeout: float = 60) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        cameras = {c["camera_id"]: c for c in handle.health.remote().result()}
+        cameras = {c["camera_id"]: c for c in handle.health.remote().result()["cameras"]}
         if len(cameras) == count:
             return cameras
         assert time.monotonic() < deadline, f"{len(cameras)} of {count} cameras reported"
@@ -72,6 +72,10 @@ def test_two_fleet_replicas_share_the_cameras_and_report_them_all(tmp_path: Path
         assert {c: cameras[c]["replica"] for c in cameras} == {c: shard_owner(c, 2) for c in cameras}
         assert {cameras[c]["replica"] for c in cameras} == {0, 1}
         assert all(not c["online"] and "cannot open" in (c["last_error"] or "") for c in cameras.values())
+        # Each replica's own report: how many cameras it runs, its latest-frame uploads (none: all offline).
+        replicas = handle.health.remote().result()["fleet"]
+        assert [r["rank"] for r in replicas] == [0, 1] and sum(r["cameras"] for r in replicas) == 8
+        assert all(r["snapshots"]["stored"] == 0 and r["snapshots"]["failed"] == 0 for r in replicas)
 
         # A ninth camera through the config: it lands on its rendezvous replica, the others stay where they were.
         second = parse_config(city(s3_server, 9)).anchored(tmp_path)
