@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from citywatch.cases.db import ApiKeyRow, TokenRow, UserRow
 from citywatch.cases.lifecycle import Role
@@ -30,6 +31,10 @@ TOKEN_PREFIX = "cwt_"
 
 class AccountError(ValueError):
     """A bad username, password or role, or a duplicate user."""
+
+
+class AccountNotFound(AccountError, LookupError):
+    """No such user, or no such API key of theirs."""
 
 
 class AuthenticationFailed(PermissionError):
@@ -55,6 +60,17 @@ class UserInfo:
     disabled: bool
     created_at: datetime
     api_keys: int
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """An API key as an admin sees it: never the secret."""
+
+    key_id: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
 
 
 def hash_password(password: str) -> str:
@@ -118,7 +134,7 @@ class AccountStore:
         with self.store.writing() as session:
             row = session.scalars(sa.select(UserRow).where(UserRow.username == username)).one_or_none()
             if row is None:
-                raise AccountError(f"no user {username!r}")
+                raise AccountNotFound(f"no user {username!r}")
             row.disabled = disabled
             if disabled:  # logging a user out everywhere is the point of disabling them
                 session.execute(sa.delete(TokenRow).where(TokenRow.user_id == row.id))
@@ -144,7 +160,7 @@ class AccountStore:
         with self.store.writing() as session:
             user = session.scalars(sa.select(UserRow).where(UserRow.username == username)).one_or_none()
             if user is None:
-                raise AccountError(f"no user {username!r}")
+                raise AccountNotFound(f"no user {username!r}")
             session.add(
                 ApiKeyRow(
                     user_id=user.id, key_id=key_id, secret_sha256=_sha256(secret), name=name[:64], created_at=now,
@@ -152,6 +168,30 @@ class AccountStore:
                 )
             )  # fmt: skip
         return f"{API_KEY_PREFIX}{key_id}_{secret}"
+
+    def list_api_keys(self, username: str) -> list[ApiKeyInfo]:
+        with self.store.reading() as session:
+            user_id = self._user_id(session, username)
+            rows = session.scalars(sa.select(ApiKeyRow).where(ApiKeyRow.user_id == user_id).order_by(ApiKeyRow.id))
+            return [ApiKeyInfo(r.key_id, r.name, r.created_at, r.expires_at, r.revoked) for r in rows]
+
+    def revoke_api_key(self, username: str, key_id: str) -> None:
+        """Revoke one of the user's keys at once (kept, marked revoked: its use stays explainable)."""
+        with self.store.writing() as session:
+            user_id = self._user_id(session, username)
+            key = session.scalars(
+                sa.select(ApiKeyRow).where(ApiKeyRow.user_id == user_id, ApiKeyRow.key_id == key_id)
+            ).one_or_none()
+            if key is None:
+                raise AccountNotFound(f"user {username!r} has no API key {key_id!r}")
+            key.revoked = True
+
+    @staticmethod
+    def _user_id(session: Session, username: str) -> int:
+        user_id = session.scalar(sa.select(UserRow.id).where(UserRow.username == username))
+        if user_id is None:
+            raise AccountNotFound(f"no user {username!r}")
+        return int(user_id)
 
     def login(self, username: str, password: str, *, ttl: timedelta) -> tuple[str, datetime]:
         """Check a password and issue a bearer token valid for `ttl`; returns (token, expiry)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from citywatch.cases.accounts import AccountError, AuthenticationFailed
+from citywatch.cases.accounts import AccountError, AccountNotFound, AuthenticationFailed
 from citywatch.cases.filing import FilingError
 from citywatch.cases.lifecycle import CommentRequired, LifecycleError, NotPermitted, TransitionRefused
 from citywatch.cases.store import CaseStoreError
@@ -12,6 +12,7 @@ from citywatch.cases.workflow import CaseNotFound
 # Order matters: subclasses first.
 ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (CaseNotFound, 404),
+    (AccountNotFound, 404),
     (DeliveryNotFound, 404),
     (NotPermitted, 403),
     (CommentRequired, 422),

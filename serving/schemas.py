@@ -147,6 +147,19 @@ class UserView(BaseModel):
     api_keys: int
 
 
+class UserChange(Request):
+    disabled: bool = Field(description="true: log the user out everywhere and refuse their keys; false: enable")
+
+
+class ApiKeyView(BaseModel):
+    key_id: str
+    """The public half of the key (`cwk_<key_id>_…`)."""
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+
+
 class NewApiKey(Request):
     name: str = Field("", max_length=64)
     expires_in_days: int | None = Field(None, ge=1, le=3650)

@@ -103,9 +103,64 @@ def test_login_token_expires_and_logout_revokes(api: Api) -> None:
         store._clock = real_clock
 
 
+def test_repeated_failed_logins_are_refused_for_a_while(api: Api) -> None:
+    def login(username: str, password: str) -> httpx.Response:
+        return api.client.post("/auth/token", json={"username": username, "password": password})
+
+    for _ in range(5):
+        assert login("inspector-user", "guess-guess-guess").status_code == 401
+    refused = login("inspector-user", PASSWORD)  # even the right password, until the window has passed
+    assert refused.status_code == 429 and "inspector-user" in refused.json()["detail"]
+    assert 800 < int(refused.headers["Retry-After"]) <= 900
+    assert login("viewer-user", PASSWORD).status_code == 200  # another user from the same address logs in
+    store = api.context.store
+    real_clock = store._clock
+    store._clock = lambda: real_clock() + timedelta(minutes=15, seconds=1)
+    try:
+        assert login("inspector-user", PASSWORD).status_code == 200
+        for _ in range(4):  # a success cleared the user's failures: four more are not yet a lock-out
+            assert login("inspector-user", "guess-guess-guess").status_code == 401
+        assert login("inspector-user", PASSWORD).status_code == 200
+    finally:
+        store._clock = real_clock
+
+
 def test_disabled_user_is_locked_out(api: Api) -> None:
     api.context.accounts.set_disabled("viewer-user", True)
     assert api.client.get("/cases", headers=api.as_role(Role.VIEWER)).status_code == 401
+
+
+def test_admin_disables_users_and_revokes_api_keys(api: Api) -> None:
+    admin = api.as_role(Role.ADMIN)
+    inspector = api.as_role(Role.INSPECTOR)
+    assert api.client.get("/cases", headers=inspector).status_code == 200
+    disabled = api.client.patch("/users/inspector-user", json={"disabled": True}, headers=admin)
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    assert api.client.get("/cases", headers=inspector).status_code == 401  # their API key stops at once
+    assert api.client.patch("/users/inspector-user", json={"disabled": False}, headers=admin).status_code == 200
+    assert api.client.get("/cases", headers=inspector).status_code == 200
+    lockout = api.client.patch("/users/admin-user", json={"disabled": True}, headers=admin)
+    assert lockout.status_code == 409 and "another admin" in lockout.json()["detail"]
+
+    gateway = api.client.post("/users/service-user/api-keys", json={"name": "gateway-7"}, headers=admin).json()
+    key_id = gateway["api_key"].split("_")[1]
+    keys = api.client.get("/users/service-user/api-keys", headers=admin).json()
+    assert [(k["key_id"], k["name"], k["revoked"]) for k in keys][-1] == (key_id, "gateway-7", False)
+    assert all("secret" not in k and "api_key" not in k for k in keys)
+    gateway_headers = {"Authorization": f"Bearer {gateway['api_key']}"}
+    assert api.client.get("/auth/me", headers=gateway_headers).status_code == 200
+    assert api.client.delete(f"/users/service-user/api-keys/{key_id}", headers=admin).status_code == 204
+    revoked = api.client.get("/auth/me", headers=gateway_headers)
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+    assert api.client.get("/auth/me", headers=api.as_role(Role.SERVICE)).status_code == 200  # their other key
+
+    for method, path, body in (("delete", "/users/service-user/api-keys/nope", None),
+                               ("patch", "/users/nobody", {"disabled": True}),
+                               ("get", "/users/nobody/api-keys", None)):  # fmt: skip
+        response = api.client.request(method, path, json=body, headers=admin)
+        assert response.status_code == 404, (path, response.text)
+    assert api.client.patch("/users/viewer-user", json={"disabled": True}, headers=inspector).status_code == 403
+    assert api.client.patch("/users/viewer-user", json={"disabled": "maybe"}, headers=admin).status_code == 422
 
 
 def test_list_filters_and_pagination(api: Api) -> None:
