@@ -14,6 +14,16 @@ from citywatch.cases.migrate import MigrationError, current_revision, head_revis
 from citywatch.cases.store import CaseStore
 
 
+def engine_at(database_url: str, revision: str) -> sa.Engine:
+    """An engine on an empty database migrated up to `revision` only (an older citywatch's database)."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    upgrade(engine, revision)
+    return engine
+
+
 def test_head_schema_matches_the_models(database_url: str) -> None:
     store = CaseStore.from_url(database_url)
     with store.engine.connect() as connection:
@@ -32,11 +42,7 @@ def test_second_start_is_a_no_op_and_keeps_data(database_url: str) -> None:
 
 def test_database_from_before_migrations_is_adopted(database_url: str) -> None:
     """The walking skeleton made its tables with create_all and kept no revision: stamp, then upgrade."""
-    url = sa.make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
-    upgrade(engine, "0001")
+    engine = engine_at(database_url, "0001")
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE alembic_version"))
         connection.execute(
@@ -65,11 +71,7 @@ def test_unknown_revision_is_refused(database_url: str) -> None:
 
 def test_department_is_filled_in_from_the_audit_logs_dispatch_lines(database_url: str) -> None:
     """0003 adds `cases.department`; cases dispatched before it get the target of their last dispatch."""
-    url = sa.make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
-    upgrade(engine, "0002")
+    engine = engine_at(database_url, "0002")
     case_columns = (
         "kind, code, state, camera_id, zone, rule, class_name, confidence, box_x1, box_y1, box_x2, box_y2, "
         "first_seen, last_seen, created_at, updated_at, observations, model_version, source, state_changed_at"
