@@ -543,13 +543,22 @@ async function initDashboard() {
 
 // -- cameras ---------------------------------------------------------------------------------------------------
 
+const CAMERAS_REFRESH_MS = 30000;  // the fleet stores a preset's frame at most every 30 s by default
+
 async function initCameras() {
+  await refreshCameras();
+  document.body.setAttribute("data-ready", "1");
+  // A supervisor leaves this page open on a wall screen: keep it current, but not while the tab is hidden.
+  setInterval(() => { if (!document.hidden) refreshCameras(); }, CAMERAS_REFRESH_MS);
+}
+
+async function refreshCameras() {
   try {
     const { cameras } = await api("GET", "/stats/cameras");
     const list = document.getElementById("camera-list");
     list.replaceChildren(...cameras.map(cameraSection));
     if (!cameras.length) list.append(el("p", { class: "muted", text: T.no_cameras }));
-    document.body.setAttribute("data-ready", "1");
+    document.getElementById("cameras-updated").textContent = `${T.updated}: ${when(new Date().toISOString())}`;
   } catch (error) { status(`${T.error}: ${error.message}`, "error"); }
 }
 

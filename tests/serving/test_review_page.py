@@ -294,6 +294,7 @@ def test_inspector_reviews_with_the_keyboard_bulk_rejects_and_undoes(page: Page,
     expect(bins.locator(".noimg")).to_have_text("No frame yet")
     expect(bins.locator("svg.zones polygon")).to_have_count(1)  # the zone's shape shows without a frame
     expect(page.locator("[data-camera=baiyun-0412] figure .noimg")).to_have_count(1)
+    expect(page.locator("#cameras-updated")).to_contain_text("Refreshed every 30 s")
     shot(page, "cameras")
 
     page.goto(f"{site.url}/ui/queue?lang=zh")
