@@ -1,4 +1,4 @@
-"""`citywatch users …`: create the first admin, service accounts for devices, API keys; list accounts."""
+"""`citywatch users …`: create the first admin, service accounts for devices, API keys; list, disable, revoke."""
 
 from __future__ import annotations
 
@@ -101,3 +101,52 @@ def api_key(
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     console.print(f"API key (shown once, keep it secret): {key}", soft_wrap=True)
+
+
+@users_app.command("disable")
+def disable(
+    username: Annotated[str, typer.Argument(help="Who")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+    enable: Annotated[bool, typer.Option("--enable", help="Let the user back in instead")] = False,
+) -> None:
+    """Disable a user: logged out everywhere, their API keys refused. `--enable` undoes it."""
+    try:
+        _accounts(database, config).set_disabled(username, not enable)
+    except AccountError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"user [cyan]{username}[/] {'enabled' if enable else 'disabled'}")
+
+
+@users_app.command("keys")
+def keys(username: Annotated[str, typer.Argument(help="Whose keys")], database: DatabaseOption = None,
+         config: ConfigOption = None) -> None:  # fmt: skip
+    """List a user's API keys (never the secret)."""
+    try:
+        found = _accounts(database, config).list_api_keys(username)
+    except AccountError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    table = Table("key id", "name", "created", "expires", "revoked")
+    for key in found:
+        expires = key.expires_at.strftime("%Y-%m-%d") if key.expires_at else ""
+        table.add_row(key.key_id, key.name, key.created_at.strftime("%Y-%m-%d %H:%M UTC"), expires,
+                      "yes" if key.revoked else "")  # fmt: skip
+    console.print(table)
+
+
+@users_app.command("revoke-key")
+def revoke_key(
+    username: Annotated[str, typer.Argument(help="Whose key")],
+    key_id: Annotated[str, typer.Argument(help="The key id (`cwk_<key id>_…`, or from `citywatch users keys`)")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke one API key at once."""
+    try:
+        _accounts(database, config).revoke_api_key(username, key_id)
+    except AccountError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"API key {key_id} of [cyan]{username}[/] revoked")
