@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -86,7 +86,7 @@ MAX_BULK = 500
 
 
 class BulkActionRequest(ActionRequest):
-    ids: list[int] = Field(
+    ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
         min_length=1, max_length=MAX_BULK, description="Case ids; each is acted on alone, in its own transaction"
     )
 

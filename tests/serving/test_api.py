@@ -261,7 +261,8 @@ def test_bulk_actions_decide_each_case_alone(api: Api) -> None:
 
     # Bad requests change nothing.
     for body, status in (({"ids": []}, 422), ({"ids": [first, first]}, 422), ({"ids": list(range(1, 502))}, 422),
-                         ({"ids": [first], "target": "环卫所"}, 422), ({"ids": ["one"]}, 422)):  # fmt: skip
+                         ({"ids": [first], "target": "环卫所"}, 422), ({"ids": ["one"]}, 422),
+                         ({"ids": [2**40]}, 422), ({"ids": [0]}, 422)):  # fmt: skip
         assert bulk("confirm", body).status_code == status, body
     assert bulk("confirm", {"ids": [first]}, api.as_role(Role.VIEWER)).status_code == 403
     assert bulk("explode", {"ids": [first]}).status_code == 422
