@@ -25,6 +25,7 @@ from citywatch.vision.taxonomy import KINDS
 
 IMAGE_ROLES = ("annotated", "crop", "frame")
 MAX_IDS = 500
+MAX_CASE_ID = 2**31 - 1
 _DECISIONS = (Action.CONFIRM.value, Action.REJECT.value, Action.UNDO.value, CORRECT_KIND)
 
 
@@ -49,6 +50,8 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
             raise HTTPException(422, detail=f"ids must be comma-separated case numbers; got {ids[:100]!r}") from None
         if len(wanted) > MAX_IDS:
             raise HTTPException(422, detail=f"at most {MAX_IDS} ids at once; got {len(wanted)}")
+        if wanted and not (wanted[0] >= 1 and wanted[-1] <= MAX_CASE_ID):
+            raise HTTPException(422, detail=f"case ids run from 1 to {MAX_CASE_ID}; got {ids[:100]!r}")
         query = (
             sa.select(EvidenceRow)
             .where(EvidenceRow.case_id.in_(wanted), EvidenceRow.role.in_(IMAGE_ROLES), EvidenceRow.uploaded)

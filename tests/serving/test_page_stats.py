@@ -114,3 +114,18 @@ def test_the_cameras_view_shows_a_real_fleets_zones_and_latest_frame(s3_server: 
 
     refused = api.client.get("/stats/cameras")
     assert refused.status_code == 401
+
+
+def test_queue_thumbnails_are_presigned_per_case_and_bad_ids_refused(s3_server: S3Endpoint, tmp_path: Path) -> None:
+    api = make_api(f"sqlite:///{tmp_path / 'cases.db'}", s3_server, tmp_path)
+    first, second = api.file(1), api.file(2)
+    viewer = api.as_role(Role.VIEWER)
+    response = api.client.get("/review/evidence", params={"ids": f"{first},{second},999"}, headers=viewer)
+    assert response.status_code == 200, response.text
+    urls = response.json()
+    assert set(urls) == {str(first), str(second)}  # no evidence, no entry
+    with urllib.request.urlopen(urls[str(second)]["annotated"], timeout=5) as got:
+        assert got.read() == b"\xff\xd8jpeg-2"
+    for bad in ("1,two", "0", str(2**63), ",".join(str(i) for i in range(1, 502))):
+        refused = api.client.get("/review/evidence", params={"ids": bad}, headers=viewer)
+        assert refused.status_code == 422, (bad[:20], refused.text)
