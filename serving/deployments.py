@@ -212,18 +212,22 @@ class FleetHealthBoard:
             self.replica_reports[rank] = replica
 
     def replicas(self) -> list[dict[str, Any]]:
-        """Each fleet replica's own report (rank order), with its age."""
-        now = time.time()
+        """Each current fleet replica's own report (rank order), with its age."""
+        now, replicas = time.time(), self._replica_count()
         return [
             {"rank": rank, "report_age_s": round(now - self.shards[rank][0], 1), **report}
             for rank, report in sorted(self.replica_reports.items())
-            if rank in self.shards and rank < self.shards[rank][1]
+            if rank in self.shards and rank < replicas
         ]
+
+    def _replica_count(self) -> int:
+        """The number of fleet replicas as the newest report sees it (ranks beyond it were scaled away)."""
+        return max(self.shards.values(), key=lambda shard: shard[0])[1] if self.shards else 0
 
     def cameras(self) -> list[dict[str, Any]]:
         if not self.shards:
             return []
-        replicas = max(self.shards.values(), key=lambda shard: shard[0])[1]  # the newest report's view
+        replicas = self._replica_count()
         report = []
         for rank, (at, _replicas, cameras) in sorted(self.shards.items()):
             if rank >= replicas:
@@ -356,6 +360,8 @@ class CameraFleet:
         self._reporter.cancel()
         if self.fleet is not None:
             await self.fleet.stop()
+            if self.fleet.snapshots is not None:
+                self.fleet.snapshots.close()
 
 
 def _shard_position(rank: Any) -> tuple[int, int]:

@@ -85,3 +85,15 @@ def test_two_fleet_replicas_share_the_cameras_and_report_them_all(tmp_path: Path
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def test_the_board_forgets_replicas_scaled_away() -> None:
+    board = cast(Any, deployments.FleetHealthBoard).func_or_class()
+    for rank in range(3):
+        board.report(rank, 3, [{"camera_id": f"cam-{rank}"}], {"cameras": 1})
+    assert [r["rank"] for r in board.replicas()] == [0, 1, 2]
+    time.sleep(0.01)  # the newest report decides how many replicas there are
+    for rank in range(2):
+        board.report(rank, 2, [{"camera_id": f"cam-{rank}"}, {"camera_id": "cam-2"}], {"cameras": 2})
+    assert [r["rank"] for r in board.replicas()] == [0, 1]
+    assert sorted(c["camera_id"] for c in board.cameras()) == ["cam-0", "cam-1", "cam-2", "cam-2"]  # not rank 2's
