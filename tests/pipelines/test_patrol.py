@@ -129,9 +129,14 @@ def test_ptz_patrol_applies_each_presets_zones_and_never_analyses_moving_frames(
     assert patrol["missed"] == 0 and patrol["visits"] >= 4
     visited = [v["preset_id"] for v in patrol["recent_visits"]]
     assert all(a != b for a, b in pairwise(visited))  # alternating, in order
-    # Each visit waited for the head to stop: at least the simulator's 0.8 s move (no upper bound: a busy machine
-    # may take longer to notice, and timing is a benchmark's business, not a test's).
-    assert all(v["move_s"] >= 0.8 for v in patrol["recent_visits"])
+    # Each visit that turned the head waited for it to stop: at least the simulator's 0.8 s move (no upper bound: a
+    # busy machine may take longer to notice, and timing is a benchmark's business, not a test's). The patrol's
+    # very first visit may go to the preset the head already points at (which one comes first depends on the
+    # wall clock: visits sit on a grid from the epoch), and then there is no move to wait for.
+    recent = patrol["recent_visits"]
+    first_ever_included = patrol["visits"] + patrol["missed"] == len(recent)
+    turned = recent[1:] if first_ever_included else recent
+    assert len(turned) >= 3 and all(v["move_s"] >= 0.8 for v in turned), recent
 
 
 class FakeReader:
