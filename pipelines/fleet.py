@@ -94,7 +94,7 @@ class Fleet:
         self.reader_factory = reader_factory
         self.ptz_factory = ptz_factory
         self.snapshots = snapshots
-        """Keeps each preset's latest frame for the cameras page; None: no pictures."""
+        """Keeps each preset's latest frame for the cameras page (closed by `stop`); None: no pictures."""
         self.leases = CameraLeases()
         self.patrols: dict[str, CameraPatrol] = {}
         self._signatures: dict[str, str] = {}
@@ -222,6 +222,8 @@ class Fleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._spool_task
             self._spool_task = None
+        if self.snapshots is not None:
+            self.snapshots.close()  # no patrol offers frames any more
 
     def health(self) -> list[dict[str, Any]]:
         """Per camera: stream health and patrol counters, JSON-ready."""

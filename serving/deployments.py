@@ -309,8 +309,6 @@ class CameraFleet:
         config = CityConfig.model_validate(user_config["config"])
         if self.fleet is not None and self.config is not None and self.config.storage != config.storage:
             await self.fleet.stop()  # a new database or bucket: every camera files somewhere else
-            if self.fleet.snapshots is not None:
-                self.fleet.snapshots.close()
             self.fleet = None
         if self.fleet is None:
             self.fleet = self._build_fleet(config)
@@ -360,8 +358,6 @@ class CameraFleet:
         self._reporter.cancel()
         if self.fleet is not None:
             await self.fleet.stop()
-            if self.fleet.snapshots is not None:
-                self.fleet.snapshots.close()
 
 
 def _shard_position(rank: Any) -> tuple[int, int]:
