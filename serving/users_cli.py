@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +41,16 @@ def _accounts(database: str | None, config: Path | None) -> AccountStore:
     return AccountStore(CaseStore.from_url(database))
 
 
+@contextmanager
+def _refused_exits() -> Iterator[None]:
+    """An AccountError (no such user, a duplicate, a bad role…) is printed in red and exits with status 1."""
+    try:
+        yield
+    except AccountError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+
+
 @users_app.command("add")
 def add(
     username: Annotated[str, typer.Argument(help="Login name (lower case)")],
@@ -62,12 +74,9 @@ def add(
                 raise typer.Exit(2)
         else:
             password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    try:
+    with _refused_exits():
         accounts.add_user(username, role, password)
         key = accounts.create_api_key(username, name="cli") if api_key or no_password else None
-    except AccountError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
     console.print(f"user [cyan]{username}[/] created with role {role.value}")
     if key is not None:
         console.print(f"API key (shown once, keep it secret): {key}", soft_wrap=True)
@@ -95,11 +104,8 @@ def api_key(
 ) -> None:
     """Create an API key for an existing user and print it once."""
     expires = None if expires_days is None else timedelta(days=expires_days)
-    try:
+    with _refused_exits():
         key = _accounts(database, config).create_api_key(username, name=name, expires_in=expires)
-    except AccountError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
     console.print(f"API key (shown once, keep it secret): {key}", soft_wrap=True)
 
 
@@ -111,11 +117,8 @@ def disable(
     enable: Annotated[bool, typer.Option("--enable", help="Let the user back in instead")] = False,
 ) -> None:
     """Disable a user: logged out everywhere, their API keys refused. `--enable` undoes it."""
-    try:
+    with _refused_exits():
         _accounts(database, config).set_disabled(username, not enable)
-    except AccountError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
     console.print(f"user [cyan]{username}[/] {'enabled' if enable else 'disabled'}")
 
 
@@ -123,11 +126,8 @@ def disable(
 def keys(username: Annotated[str, typer.Argument(help="Whose keys")], database: DatabaseOption = None,
          config: ConfigOption = None) -> None:  # fmt: skip
     """List a user's API keys (never the secret)."""
-    try:
+    with _refused_exits():
         found = _accounts(database, config).list_api_keys(username)
-    except AccountError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
     table = Table("key id", "name", "created", "expires", "revoked")
     for key in found:
         expires = key.expires_at.strftime("%Y-%m-%d") if key.expires_at else ""
@@ -144,9 +144,6 @@ def revoke_key(
     config: ConfigOption = None,
 ) -> None:
     """Revoke one API key at once."""
-    try:
+    with _refused_exits():
         _accounts(database, config).revoke_api_key(username, key_id)
-    except AccountError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
     console.print(f"API key {key_id} of [cyan]{username}[/] revoked")
