@@ -44,7 +44,7 @@ bench-quick: venv train-venv
 check:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy vision models pipelines cases serving datasets bench
+	$(BIN)/mypy vision models pipelines cases serving datasets stack bench
 	$(BIN)/lint-imports
 
 system-deps:
@@ -59,8 +59,8 @@ venv: $(STAMP)
 
 # Strict editable installs link each file: re-install when a package file is added or changed.
 PACKAGE_FILES := $(wildcard vision/*.py models/*.py models/default/* pipelines/*.py cases/*.py \
-	cases/migrations/versions/*.py serving/*.py serving/stack/*.py serving/demo/* serving/templates/* serving/static/* \
-	datasets/*.py datasets/*/*.py)
+	cases/migrations/versions/*.py serving/*.py serving/demo/* serving/templates/* serving/static/* \
+	datasets/*.py datasets/*/*.py stack/*.py)
 
 $(STAMP): pyproject.toml $(PACKAGE_FILES)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

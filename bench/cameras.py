@@ -27,7 +27,7 @@ from common import REPO, environment, write_results
 
 from citywatch.pipelines.config import parse_config
 from citywatch.pipelines.fleet import Fleet
-from citywatch.serving.stack.rtsp import RtspServer
+from citywatch.stack.rtsp import RtspServer
 from citywatch.vision.violation import Violation
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -34,7 +34,7 @@ from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.lifecycle import Role, State
 from citywatch.cases.store import CaseStore
 from citywatch.serving.api import ApiContext, build_api
-from citywatch.serving.stack.postgres import PostgresServer
+from citywatch.stack.postgres import PostgresServer
 
 KINDS = ["motor_vehicle_illegal_parking", "exposed_garbage", "road_occupying_business", "stacked_materials",
          "overflowing_bin"]  # fmt: skip

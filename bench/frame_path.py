@@ -39,8 +39,8 @@ from citywatch.models.builtin import resolve_model
 from citywatch.pipelines.config import parse_config
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.sink import CaseSink
-from citywatch.serving.stack.rtsp import RtspServer, read_frame
-from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+from citywatch.stack.rtsp import RtspServer, read_frame
+from citywatch.stack.s3 import S3Endpoint, S3Server
 from citywatch.vision.detector import OnnxDetector
 from citywatch.vision.violation import Violation
 

@@ -23,9 +23,9 @@ from common import REPO, environment, parking_city, write_results
 
 from citywatch.pipelines.config import parse_config
 from citywatch.serving.runner import running_city
-from citywatch.serving.stack.processes import free_port
-from citywatch.serving.stack.rtsp import RtspServer
-from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+from citywatch.stack.processes import free_port
+from citywatch.stack.rtsp import RtspServer
+from citywatch.stack.s3 import S3Endpoint, S3Server
 
 DEMO_CLIP = REPO / "serving" / "demo" / "parking-demo.mp4"
 

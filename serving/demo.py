@@ -19,9 +19,9 @@ from rich.console import Console
 
 from citywatch.pipelines.config import CityConfig, load_config
 from citywatch.serving.runner import preflight, running_city
-from citywatch.serving.stack.ptz_sim import PtzCameraSim
-from citywatch.serving.stack.rtsp import RtspServer
-from citywatch.serving.stack.s3 import S3Server
+from citywatch.stack.ptz_sim import PtzCameraSim
+from citywatch.stack.rtsp import RtspServer
+from citywatch.stack.s3 import S3Server
 
 DEMO_CAMERA = "parking-lot-1"
 DEMO_PTZ_CAMERA = "dome-1"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from citywatch.serving.stack.postgres import PostgresServer, postgres_available
-from citywatch.serving.stack.rtsp import RtspServer, rtsp_available
-from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+from citywatch.stack.postgres import PostgresServer, postgres_available
+from citywatch.stack.rtsp import RtspServer, rtsp_available
+from citywatch.stack.s3 import S3Endpoint, S3Server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def shared_dir(repo_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_clip(repo_root: Path) -> Path:
-    """The demo camera's clip shipped in the package (built by deploy/demo/make_clip.py)."""
+    """The demo camera's clip shipped in the package (built by stack/demo_clip.py)."""
     return repo_root / "serving" / "demo" / "parking-demo.mp4"
 
 

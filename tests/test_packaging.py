@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("vision", "models", "pipelines", "cases", "serving", "datasets")
+TOP_LEVEL = ("vision", "models", "pipelines", "cases", "serving", "datasets", "stack")
 
 
 def test_every_code_folder_is_a_listed_package_with_its_directory() -> None:

@@ -23,7 +23,7 @@ from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
-from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+from citywatch.stack.s3 import S3Endpoint, S3Server
 
 HELPER = Path(__file__).with_name("crash_filer.py")
 COUNT = 24

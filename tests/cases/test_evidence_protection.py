@@ -12,7 +12,7 @@ import pytest
 from minio.error import S3Error
 
 from citywatch.cases.evidence import EvidenceStore
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 
 JPEG = b"\xff\xd8\xff\xe0evidence\xff\xd9"
 

@@ -23,7 +23,7 @@ from citywatch.cases.evidence import (
 from citywatch.cases.filing import CaseFiler
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
 

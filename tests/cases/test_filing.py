@@ -15,7 +15,7 @@ from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler, FilingError, evidence_key
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.evidence import render_evidence
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation

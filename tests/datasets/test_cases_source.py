@@ -21,7 +21,7 @@ from citywatch.cases.workflow import CaseWorkflow
 from citywatch.datasets.builder import build_dataset
 from citywatch.datasets.recipe import RecipeError, load_recipe
 from citywatch.datasets.validate import DropReason
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.evidence import render_evidence
 from citywatch.vision.frame import Frame
 from citywatch.vision.taxonomy import kind as taxonomy_kind

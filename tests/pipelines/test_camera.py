@@ -8,7 +8,7 @@ import time
 import pytest
 
 from citywatch.pipelines.camera import CameraUnavailable, RtspReader, redact
-from citywatch.serving.stack.processes import free_port
+from citywatch.stack.processes import free_port
 
 
 def test_unreachable_camera_is_reported_once_with_its_id(caplog: pytest.LogCaptureFixture) -> None:

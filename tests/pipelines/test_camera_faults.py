@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from citywatch.pipelines.camera import CameraUnavailable, RtspReader
-from citywatch.serving.stack.processes import ManagedProcess
-from citywatch.serving.stack.rtsp import RtspServer
+from citywatch.stack.processes import ManagedProcess
+from citywatch.stack.rtsp import RtspServer
 
 RtspFactory = Callable[[dict[str, Path]], RtspServer]
 LOGGER = "citywatch.pipelines.camera"

@@ -21,8 +21,8 @@ from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.patrol import CameraPatrol, PresetVisit
 from citywatch.pipelines.ptz import PtzError, PtzStatus
 from citywatch.pipelines.schedule import CameraBusy, CameraLeases, ManualClock, Schedule
-from citywatch.serving.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint, is_moving_frame
-from citywatch.serving.stack.rtsp import rtsp_available
+from citywatch.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint, is_moving_frame
+from citywatch.stack.rtsp import rtsp_available
 from citywatch.vision.frame import Frame
 from citywatch.vision.scene import PresetScene
 from citywatch.vision.violation import Violation

@@ -14,7 +14,7 @@ import pytest
 
 from citywatch.pipelines.config import ConfigError, parse_config
 from citywatch.pipelines.snapshots import Snapshots, SnapshotStore, snapshot_key
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from tests.pipelines.test_fleet import document
 

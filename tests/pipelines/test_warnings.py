@@ -24,7 +24,7 @@ from citywatch.cases.store import CaseStore
 from citywatch.pipelines.config import ConfigError, parse_config
 from citywatch.pipelines.sink import CaseSink
 from citywatch.pipelines.warnings import HttpWarning, WarningGate, WarnPolicy
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
 

@@ -17,7 +17,7 @@ from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore, Observation
 from citywatch.cases.webhooks import WebhookOutbox
 from citywatch.serving.api import ApiContext, Device, KindName, build_api
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from citywatch.cases.lifecycle import Role
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from tests.serving.api_support import PASSWORD, T0, Api, make_api
 
 ALL_ROLES = tuple(Role)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from citywatch.cases.lifecycle import Role
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from tests.serving.api_support import Api, make_api
 
 

@@ -17,7 +17,7 @@ import pytest
 from citywatch.cases.lifecycle import Role
 from citywatch.cases.store import CaseStore
 from citywatch.cases.webhooks import RetryPolicy, WebhookOutbox, WebhookTarget, signature
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from tests.serving.api_support import Api, make_api
 
 SECRET = b"shared-secret-of-the-city-system"

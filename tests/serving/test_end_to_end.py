@@ -21,9 +21,9 @@ from citywatch.cases.lifecycle import Role
 from citywatch.cases.store import CaseStore
 from citywatch.pipelines.config import parse_config
 from citywatch.serving.runner import running_city
-from citywatch.serving.stack.processes import free_port
-from citywatch.serving.stack.rtsp import RtspServer
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.processes import free_port
+from citywatch.stack.rtsp import RtspServer
+from citywatch.stack.s3 import S3Endpoint
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from citywatch.pipelines.config import CityConfig, parse_config
 from citywatch.pipelines.fleet import shard_owner
 from citywatch.serving import deployments
 from citywatch.serving.app import fleet_deployment
-from citywatch.serving.stack.processes import free_port
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.processes import free_port
+from citywatch.stack.s3 import S3Endpoint
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from citywatch.pipelines.config import parse_config
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.schedule import ManualClock
 from citywatch.pipelines.snapshots import Snapshots, SnapshotStore
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
 from tests.pipelines.test_fleet import StillReader, document

@@ -23,10 +23,10 @@ import yaml
 
 from citywatch.models.builtin import BUILTIN_MODELS
 from citywatch.serving.runner import ConfigWatcher, load_city, publish_config, running_city
-from citywatch.serving.stack.processes import free_port
-from citywatch.serving.stack.ptz_sim import PtzCameraSim
-from citywatch.serving.stack.rtsp import RtspServer
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.processes import free_port
+from citywatch.stack.ptz_sim import PtzCameraSim
+from citywatch.stack.rtsp import RtspServer
+from citywatch.stack.s3 import S3Endpoint
 
 pytestmark = pytest.mark.e2e
 

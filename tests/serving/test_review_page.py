@@ -25,7 +25,7 @@ from citywatch.cases.store import Observation
 from citywatch.pipelines.snapshots import SnapshotStore
 from citywatch.serving.api import build_api
 from citywatch.serving.i18n import STRINGS
-from citywatch.serving.stack.s3 import S3Endpoint
+from citywatch.stack.s3 import S3Endpoint
 from tests.serving.api_support import PASSWORD, T0, Api, make_api
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="install the dev extra (playwright)")

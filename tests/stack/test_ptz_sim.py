@@ -15,9 +15,9 @@ import pytest
 
 from citywatch.pipelines.camera import RtspReader
 from citywatch.pipelines.ptz import OnvifPtz, PtzError, goto_and_wait
-from citywatch.serving.stack.processes import free_port
-from citywatch.serving.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint, frame_age_s, is_moving_frame
-from citywatch.serving.stack.rtsp import rtsp_available
+from citywatch.stack.processes import free_port
+from citywatch.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint, frame_age_s, is_moving_frame
+from citywatch.stack.rtsp import rtsp_available
 
 MOVE_TIME = 0.8
 # BGR means of the two preset clips (flat colours: a frame says which preset it shows).

@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from citywatch.serving.stack.processes import StackError, processes_in_groups
-from citywatch.serving.stack.rtsp import SERVER_SCRIPT, SYSTEM_PYTHON, RtspServer, read_frame, rtsp_available
+from citywatch.stack.processes import StackError, processes_in_groups
+from citywatch.stack.rtsp import SERVER_SCRIPT, SYSTEM_PYTHON, RtspServer, read_frame, rtsp_available
 
 # Clips published with `-c copy` must carry SPS/PPS on every keyframe, have a short GOP and no
-# B-frames: the flags deploy/demo/make_clip.py uses, applied here to an outside video.
+# B-frames: the flags stack/demo_clip.py uses, applied here to an outside video.
 PUBLISHABLE_X264 = [
     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
     "-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-bf", "0",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from citywatch.serving.stack.processes import ManagedProcess, StackError, processes_in_groups
-from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+from citywatch.stack.processes import ManagedProcess, StackError, processes_in_groups
+from citywatch.stack.s3 import S3Endpoint, S3Server
 
 
 def test_put_get_round_trip_keeps_bytes(s3_server: S3Endpoint) -> None:
@@ -112,7 +112,7 @@ def test_a_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
 def test_children_are_stopped_when_the_interpreter_exits(tmp_path: Path) -> None:
     """A program that forgets stop() still leaves nothing behind: the atexit hook stops its children."""
     script = (
-        "from citywatch.serving.stack.processes import ManagedProcess\n"
+        "from citywatch.stack.processes import ManagedProcess\n"
         "p = ManagedProcess('sleeper', ['sleep', '60'])\n"
         "p.start()\n"
         "print(p.pid, flush=True)\n"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from citywatch.serving.stack.processes import LOOPBACK, ManagedProcess, StackError, free_port
+from citywatch.stack.processes import LOOPBACK, ManagedProcess, StackError, free_port
 
 _SUPERUSER = "postgres"
 # A fast shutdown (SIGINT) rolls back open sessions and exits in well under a second; SIGTERM would wait

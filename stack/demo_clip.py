@@ -1,7 +1,7 @@
 """Build the demo cameras' clips from CC BY 4.0 data sets (see serving/demo/ATTRIBUTION.md).
 
-    python deploy/demo/make_clip.py [--dataset DIR] [--out FILE]          # parking-demo.mp4
-    python deploy/demo/make_clip.py --garbage [--dataset DIR] [--out FILE]  # garbage-demo.mp4
+    python stack/demo_clip.py [--dataset DIR] [--out FILE]          # parking-demo.mp4
+    python stack/demo_clip.py --garbage [--dataset DIR] [--out FILE]  # garbage-demo.mp4
 
 `garbage-demo.mp4` (the PTZ demo camera's second preset) is a slideshow of the first GARBAGE_FRAMES
 validation images of the "公开数据集111" garbage set (shared/data/garbage_bins_atanu), by file name, each
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cv2
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]  # a checkout: the clips are built into serving/demo/
 DATASET = REPO.parent / "shared" / "data" / "parking_occupancy_kurss"
 OUT = REPO / "serving" / "demo" / "parking-demo.mp4"
 NATIVE = (480, 854)  # (height, width) of the un-augmented frames

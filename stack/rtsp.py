@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from citywatch.serving.stack.processes import (
+from citywatch.stack.processes import (
     LOOPBACK,
     ManagedProcess,
     StackError,

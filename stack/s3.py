@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from citywatch.serving.stack.processes import LOOPBACK, ManagedProcess, StackError, check_port_free, child_env
+from citywatch.stack.processes import LOOPBACK, ManagedProcess, StackError, check_port_free, child_env
 
 # weed derives a component's gRPC port as its HTTP port + 10000 in places that ignore the
 # -X.port.grpc flags (the mini worker dials admin that way), so every HTTP port we pick has its

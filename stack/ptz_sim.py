@@ -13,7 +13,7 @@ continuous when the preset changes, at the cost of one encode (640x360 at 10 fps
 With `stamp=True` each frame carries its wall-clock render time (milliseconds, 40 bits as black/white
 16x16 blocks along the top row), so a reader can measure the age of the frames it gets (`read_stamp`).
 
-    python -m citywatch.serving.stack.ptz_sim --onvif-port P --rtp-port U --preset 1=a.mp4 --preset 2=b.mp4
+    python -m citywatch.stack.ptz_sim --onvif-port P --rtp-port U --preset 1=a.mp4 --preset 2=b.mp4
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from citywatch.serving.stack.processes import LOOPBACK, ManagedProcess, StackError, free_ports
-from citywatch.serving.stack.rtsp import (
+from citywatch.stack.processes import LOOPBACK, ManagedProcess, StackError, free_ports
+from citywatch.stack.rtsp import (
     SERVER_SCRIPT,
     SYSTEM_PYTHON,
     _free_rtp_ports,
@@ -450,7 +450,7 @@ class PtzCameraSim:
         (rtp_port,) = _free_rtp_ports(1)
         rtsp_url = f"rtsp://{LOOPBACK}:{rtsp_port}/{self.name}"
         argv = [
-            sys.executable, "-u", "-m", "citywatch.serving.stack.ptz_sim", "--onvif-port", str(onvif_port),
+            sys.executable, "-u", "-m", "citywatch.stack.ptz_sim", "--onvif-port", str(onvif_port),
             "--rtp-port", str(rtp_port), "--rtsp-url", rtsp_url, "--move-time", str(self.move_time),
             "--size", f"{self.size[0]}x{self.size[1]}", "--fps", str(self.fps),
             "--user", self.user, "--password", self.password,

@@ -4,9 +4,9 @@ Everything binds 127.0.0.1 on free ports and runs as child processes in their ow
 stopped on ``stop()`` or at interpreter exit.
 """
 
-from citywatch.serving.stack.processes import ManagedProcess, StackError, free_port
-from citywatch.serving.stack.rtsp import RtspServer, rtsp_available
-from citywatch.serving.stack.s3 import S3Endpoint, S3Server
+from citywatch.stack.processes import ManagedProcess, StackError, free_port
+from citywatch.stack.rtsp import RtspServer, rtsp_available
+from citywatch.stack.s3 import S3Endpoint, S3Server
 
 __all__ = [
     "ManagedProcess",
