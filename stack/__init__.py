@@ -1,4 +1,7 @@
-"""Real components the project starts itself, for tests and ``citywatch demo``: S3 and RTSP servers.
+"""The local stack: real components the project starts itself for tests and ``citywatch demo``.
+
+S3 (SeaweedFS, `s3`), RTSP (GStreamer + ffmpeg, `rtsp`), PostgreSQL (`postgres`), a simulated ONVIF PTZ
+camera (`ptz_sim`), and the child-process supervision under them all (`processes`).
 
 Everything binds 127.0.0.1 on free ports and runs as child processes in their own process groups,
 stopped on ``stop()`` or at interpreter exit.

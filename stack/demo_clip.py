@@ -68,22 +68,25 @@ def _shape(path: Path) -> tuple[int, int]:
     return image.shape[0] * 2, image.shape[1] * 2
 
 
+# Flags both clips share: a keyframe every 10 frames with SPS/PPS in-band and no B-frames (a looping
+# `-c copy` publisher can send them forever); one thread and bitexact, so rebuilding gives the same bytes with
+# the same ffmpeg/x264.
+_X264_FLAGS = (
+    "-c:v libx264 -preset slow -crf {crf} -g 10 -keyint_min 10 -sc_threshold 0 -bf 0 -x264-params repeat-headers=1"
+    " -threads 1 -fflags +bitexact -flags:v +bitexact -map_metadata -1 -an -movflags +faststart"
+)
+
+
+def _encode_command(pattern: str, out: Path, framerate: str, filters: str, crf: int) -> list[str]:
+    head = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-framerate", framerate, "-i", pattern]
+    return [*head, "-vf", filters, *_X264_FLAGS.format(crf=crf).split(), str(out)]
+
+
 def ffmpeg_command(pattern: str, out: Path) -> list[str]:
     """The exact encode; ATTRIBUTION.md quotes it."""
-    return [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-        "-framerate", SOURCE_FPS, "-i", pattern,
-        # 640x360 keeps the file under 2 MB with a keyframe every second; the detector
-        # letterboxes to 640 anyway. fps=10 repeats each source frame 4 times.
-        "-vf", "scale=640:360:flags=area,fps=10,format=yuv420p",
-        "-c:v", "libx264", "-preset", "slow", "-crf", "29",
-        "-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-bf", "0",
-        "-x264-params", "repeat-headers=1",
-        # One thread and bitexact: rebuilding gives the same bytes with the same ffmpeg/x264.
-        "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
-        "-an", "-movflags", "+faststart",
-        str(out),
-    ]  # fmt: skip
+    # 640x360 keeps the file under 2 MB with a keyframe every second; the detector letterboxes to 640 anyway.
+    # fps=10 repeats each source frame 4 times.
+    return _encode_command(pattern, out, SOURCE_FPS, "scale=640:360:flags=area,fps=10,format=yuv420p", crf=29)
 
 
 def build(dataset: Path, out: Path) -> list[str]:
@@ -104,17 +107,8 @@ def build(dataset: Path, out: Path) -> list[str]:
 
 def garbage_command(pattern: str, out: Path) -> list[str]:
     """The slideshow encode; ATTRIBUTION.md quotes it."""
-    return [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-        "-framerate", str(1 / GARBAGE_HOLD_S), "-i", pattern,
-        "-vf", "scale=360:360:flags=area,pad=640:360:140:0:color=0x202020,fps=10,format=yuv420p",
-        "-c:v", "libx264", "-preset", "slow", "-crf", "30",
-        "-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-bf", "0",
-        "-x264-params", "repeat-headers=1",
-        "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
-        "-an", "-movflags", "+faststart",
-        str(out),
-    ]  # fmt: skip
+    filters = "scale=360:360:flags=area,pad=640:360:140:0:color=0x202020,fps=10,format=yuv420p"
+    return _encode_command(pattern, out, str(1 / GARBAGE_HOLD_S), filters, crf=30)
 
 
 def build_garbage(dataset: Path, out: Path) -> list[str]:

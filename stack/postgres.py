@@ -26,6 +26,19 @@ _SUPERUSER = "postgres"
 # A fast shutdown (SIGINT) rolls back open sessions and exits in well under a second; SIGTERM would wait
 # for every pooled client connection to close.
 _STOP_TIMEOUT = 10.0
+# A throwaway server for tests and the demo: durability off for speed, enough connections for pooled clients.
+_SETTINGS = {
+    "listen_addresses": LOOPBACK,
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": 200,
+}
+
+
+def _run_as(as_postgres: bool) -> list[str]:
+    """The prefix that runs a server command as the postgres user (PostgreSQL refuses to run as root)."""
+    return ["runuser", "-u", _SUPERUSER, "--"] if as_postgres else []
 
 
 def find_postgres_bin() -> Path:
@@ -94,18 +107,9 @@ class PostgresServer:
                 shutil.chown(self.data_dir, user=_SUPERUSER, group=_SUPERUSER)
             self._initdb(bin_dir, as_postgres)
             port = self.port or free_port()
-            argv = [
-                *(["runuser", "-u", _SUPERUSER, "--"] if as_postgres else []),
-                str(bin_dir / "postgres"),
-                "-D", str(self.data_dir),
-                "-p", str(port),
-                "-k", str(self.data_dir),
-                "-c", f"listen_addresses={LOOPBACK}",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
-            ]  # fmt: skip
+            argv = [*_run_as(as_postgres), str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(port)]
+            argv += ["-k", str(self.data_dir)]
+            argv += [arg for name, value in _SETTINGS.items() for arg in ("-c", f"{name}={value}")]
             log_path = self.log_path or Path(tempfile.gettempdir()) / f"{self.data_dir.name}.log"
             self._proc = ManagedProcess(f"postgres (on {LOOPBACK}:{port})", argv, log_path=log_path)
             self._proc.start()
@@ -177,16 +181,8 @@ class PostgresServer:
         import subprocess
 
         assert self.data_dir is not None
-        argv = [
-            *(["runuser", "-u", _SUPERUSER, "--"] if as_postgres else []),
-            str(bin_dir / "initdb"),
-            "-D", str(self.data_dir),
-            "-U", _SUPERUSER,
-            "-A", "trust",
-            "-E", "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-        ]  # fmt: skip
+        argv = [*_run_as(as_postgres), str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", _SUPERUSER]
+        argv += ["-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
         if result.returncode != 0:
             raise StackError(f"initdb failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")

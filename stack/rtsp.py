@@ -106,7 +106,7 @@ def _system_python_env() -> dict[str, str]:
     return child_env(drop=("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"))
 
 
-def _free_rtp_ports(count: int) -> list[int]:
+def free_rtp_ports(count: int) -> list[int]:
     """``count`` even UDP ports P on 127.0.0.1 with P+1 free too (ffmpeg sends RTCP to P+1)."""
     rng = random.Random()
     held: list[socket.socket] = []
@@ -132,6 +132,14 @@ def _free_rtp_ports(count: int) -> list[int]:
         for sock in held:
             sock.close()
     raise StackError(f"could not find {count} free UDP port pairs on {LOOPBACK}")
+
+
+def rtsp_server_process(port: int, udp_ports: dict[str, int], label: str, log_path: Path) -> ManagedProcess:
+    """The GStreamer RTSP server (not started) serving rtsp://127.0.0.1:`port`/NAME from each NAME's UDP port."""
+    argv = [str(SYSTEM_PYTHON), "-u", str(SERVER_SCRIPT), "--port", str(port)]
+    for name, udp_port in udp_ports.items():
+        argv += ["--stream", f"{name}={udp_port}"]
+    return ManagedProcess(f"{label} ({LOOPBACK}:{port})", argv, env=_system_python_env(), log_path=log_path)
 
 
 class RtspServer:
@@ -186,12 +194,12 @@ class RtspServer:
         else:
             # Checked first: wait_for_port would take a squatter's listener for our server.
             check_port_free(self.port, "RTSP")
-        udp_ports = dict(zip(self.streams, _free_rtp_ports(len(self.streams)), strict=True))
+        udp_ports = dict(zip(self.streams, free_rtp_ports(len(self.streams)), strict=True))
         ffmpeg = find_ffmpeg()
         try:
             for name, clip in self.streams.items():
                 self._start_publisher(ffmpeg, name, clip, udp_ports[name])
-            self._server = self._server_process(udp_ports)
+            self._server = rtsp_server_process(self.port, udp_ports, "rtsp server", self.log_dir / "rtsp-server.log")
             self._start_server(deadline)
             self._urls = {name: f"rtsp://{LOOPBACK}:{self.port}/{name}" for name in self.streams}
             self._wait_readable(deadline)
@@ -252,17 +260,6 @@ class RtspServer:
         )
         self._publishers[name] = publisher
         publisher.start()
-
-    def _server_process(self, udp_ports: dict[str, int]) -> ManagedProcess:
-        argv = [str(SYSTEM_PYTHON), "-u", str(SERVER_SCRIPT), "--port", str(self.port)]
-        for name, udp_port in udp_ports.items():
-            argv += ["--stream", f"{name}={udp_port}"]
-        return ManagedProcess(
-            f"rtsp server ({LOOPBACK}:{self.port})",
-            argv,
-            env=_system_python_env(),
-            log_path=self.log_dir / "rtsp-server.log",
-        )
 
     def _start_server(self, deadline: float) -> None:
         assert self._server is not None and self.port is not None

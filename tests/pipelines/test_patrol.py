@@ -21,7 +21,8 @@ from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.patrol import CameraPatrol, PresetVisit
 from citywatch.pipelines.ptz import PtzError, PtzStatus
 from citywatch.pipelines.schedule import CameraBusy, CameraLeases, ManualClock, Schedule
-from citywatch.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint, is_moving_frame
+from citywatch.stack.ptz_head import is_moving_frame
+from citywatch.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint
 from citywatch.stack.rtsp import rtsp_available
 from citywatch.vision.frame import Frame
 from citywatch.vision.scene import PresetScene

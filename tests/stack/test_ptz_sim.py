@@ -16,7 +16,8 @@ import pytest
 from citywatch.pipelines.camera import RtspReader
 from citywatch.pipelines.ptz import OnvifPtz, PtzError, goto_and_wait
 from citywatch.stack.processes import free_port
-from citywatch.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint, frame_age_s, is_moving_frame
+from citywatch.stack.ptz_head import frame_age_s, is_moving_frame
+from citywatch.stack.ptz_sim import PtzCameraSim, PtzSimEndpoint
 from citywatch.stack.rtsp import rtsp_available
 
 MOVE_TIME = 0.8
