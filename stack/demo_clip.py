@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -91,15 +92,22 @@ def ffmpeg_command(pattern: str, out: Path) -> list[str]:
 
 def build(dataset: Path, out: Path) -> list[str]:
     frames = pick_frames(dataset)
+    command = _encode_frames(frames, out, ffmpeg_command)
+    print(f"{out}: {len(frames)} source frames (index {_index(frames[0])}..{_index(frames[-1])})")
+    return command
+
+
+def _encode_frames(frames: list[Path], out: Path, command_for: Callable[[str, Path], list[str]]) -> list[str]:
+    """Encode `frames` in order into `out` with `command_for(pattern, out)`; the command, once `out` fits."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cw-clip-") as tmp:
         # image2 wants a numbered sequence; symlinks keep the data set's files untouched.
         for i, frame in enumerate(frames):
             (Path(tmp) / f"{i:04d}.jpg").symlink_to(frame.resolve())
-        command = ffmpeg_command(str(Path(tmp) / "%04d.jpg"), out)
+        command = command_for(str(Path(tmp) / "%04d.jpg"), out)
         subprocess.run(command, check=True)
     size = out.stat().st_size
-    print(f"{out}: {len(frames)} source frames (index {_index(frames[0])}..{_index(frames[-1])}), {size} bytes")
+    print(f"{out}: {size} bytes")
     if size > MAX_BYTES:
         raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} byte budget: raise -crf")
     return command
@@ -115,16 +123,8 @@ def build_garbage(dataset: Path, out: Path) -> list[str]:
     frames = sorted((dataset / "images" / "val").glob("*.jpg"))[:GARBAGE_FRAMES]
     if len(frames) < GARBAGE_FRAMES:
         raise SystemExit(f"need {GARBAGE_FRAMES} images under {dataset}/images/val, found {len(frames)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cw-clip-") as tmp:
-        for i, frame in enumerate(frames):
-            (Path(tmp) / f"{i:04d}.jpg").symlink_to(frame.resolve())
-        command = garbage_command(str(Path(tmp) / "%04d.jpg"), out)
-        subprocess.run(command, check=True)
-    size = out.stat().st_size
-    print(f"{out}: {len(frames)} images ({frames[0].name} .. {frames[-1].name}), {size} bytes")
-    if size > MAX_BYTES:
-        raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} byte budget: raise -crf")
+    command = _encode_frames(frames, out, garbage_command)
+    print(f"{out}: {len(frames)} images ({frames[0].name} .. {frames[-1].name})")
     return command
 
 

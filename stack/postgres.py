@@ -18,9 +18,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from citywatch.stack.processes import LOOPBACK, ManagedProcess, StackError, free_port
+from citywatch.stack.processes import LOOPBACK, Component, ManagedProcess, StackError, free_port
 
 _SUPERUSER = "postgres"
 # A fast shutdown (SIGINT) rolls back open sessions and exits in well under a second; SIGTERM would wait
@@ -77,7 +76,7 @@ class PostgresEndpoint:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
 
-class PostgresServer:
+class PostgresServer(Component):
     """One PostgreSQL cluster on a free port; `create_database` gives each test a database of its own."""
 
     def __init__(self, *, base_dir: Path | None = None, log_path: Path | None = None, port: int | None = None) -> None:
@@ -163,15 +162,6 @@ class PostgresServer:
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @staticmethod
     def _as_postgres() -> bool:

@@ -6,6 +6,7 @@ Every child runs in its own process group, so stopping it also stops anything it
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 LOOPBACK = "127.0.0.1"
 
@@ -28,6 +29,25 @@ _LIVE_LOCK = threading.Lock()
 
 class StackError(RuntimeError):
     """A component of the local stack failed to start or stopped unexpectedly."""
+
+
+class Component(abc.ABC):
+    """A server of the local stack: runs from start() until stop(); `with component:` does both."""
+
+    @abc.abstractmethod
+    def start(self, timeout: float = 30.0) -> object:
+        """Start, and return once the component serves (what it returns says where)."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop every child process. Safe to call twice."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def free_port() -> int:

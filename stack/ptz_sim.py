@@ -19,9 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from citywatch.stack.processes import LOOPBACK, ManagedProcess, StackError, free_ports
+from citywatch.stack.processes import LOOPBACK, Component, ManagedProcess, StackError, free_ports
 from citywatch.stack.ptz_head import Preset, PtzState, render_forever
 from citywatch.stack.ptz_onvif import OnvifServer
 from citywatch.stack.rtsp import free_rtp_ports, read_frame, rtsp_available, rtsp_server_process
@@ -75,7 +74,7 @@ class PtzSimEndpoint:
     password: str
 
 
-class PtzCameraSim:
+class PtzCameraSim(Component):
     """Start a simulated PTZ camera (ONVIF + RTSP on 127.0.0.1) until stop()."""
 
     def __init__(
@@ -172,15 +171,6 @@ class PtzCameraSim:
         for process in self.processes:
             process.stop(timeout=3.0)
         self._endpoint = None
-
-    def __enter__(self) -> PtzCameraSim:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":

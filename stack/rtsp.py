@@ -17,11 +17,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from citywatch.stack.processes import (
     LOOPBACK,
+    Component,
     ManagedProcess,
     StackError,
     check_port_free,
@@ -142,7 +142,7 @@ def rtsp_server_process(port: int, udp_ports: dict[str, int], label: str, log_pa
     return ManagedProcess(f"{label} ({LOOPBACK}:{port})", argv, env=_system_python_env(), log_path=log_path)
 
 
-class RtspServer:
+class RtspServer(Component):
     """Serve clips as rtsp://127.0.0.1:PORT/NAME, looping, until stop()."""
 
     def __init__(
@@ -238,15 +238,6 @@ class RtspServer:
         """The server and the publishers started so far."""
         server = [] if self._server is None else [self._server]
         return server + list(self._publishers.values())
-
-    def __enter__(self) -> RtspServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _start_publisher(self, ffmpeg: Path, name: str, clip: Path, udp_port: int) -> None:
         argv = [str(ffmpeg), "-hide_banner", "-nostdin", "-loglevel", "warning", "-re"]

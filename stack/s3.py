@@ -18,10 +18,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from citywatch.stack.processes import LOOPBACK, ManagedProcess, StackError, check_port_free, child_env
+from citywatch.stack.processes import LOOPBACK, Component, ManagedProcess, StackError, check_port_free, child_env
 
 # weed derives a component's gRPC port as its HTTP port + 10000 in places that ignore the
 # -X.port.grpc flags (the mini worker dials admin that way), so every HTTP port we pick has its
@@ -108,7 +107,7 @@ def _free_port_pairs(count: int, first: int | None = None) -> list[int]:
     raise StackError(f"could not find {count} free port pairs (p, p+{_GRPC_OFFSET}) on {LOOPBACK}")
 
 
-class S3Server:
+class S3Server(Component):
     """``weed mini`` on 127.0.0.1 with one bucket; all its ports are free ones unless ``port`` is given."""
 
     def __init__(
@@ -225,15 +224,6 @@ class S3Server:
     def process(self) -> ManagedProcess | None:
         """The weed child (None before the first start())."""
         return self._proc
-
-    def __enter__(self) -> S3Server:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _prepare_data_dir(self) -> None:
         try:
