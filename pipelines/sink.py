@@ -4,12 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
+from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler, FilingResult
+from citywatch.cases.spool import EvidenceSpool
+from citywatch.cases.store import CaseStore
+from citywatch.pipelines.config import CityConfig
 from citywatch.vision.evidence import render_evidence
 from citywatch.vision.violation import Violation
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseBackends:
+    """Where a city's cases go: the case database, the evidence bucket, and the filer over both (with its spool)."""
+
+    store: CaseStore
+    evidence: EvidenceStore
+    filer: CaseFiler
+
+    @classmethod
+    def from_config(cls, config: CityConfig) -> CaseBackends:
+        """The backends an anchored city config names; the fleet and the API each open their own."""
+        storage = config.storage
+        store = CaseStore.from_url(storage.database, policy=config.lifecycle.policy())  # cooldowns, stage deadlines
+        evidence = EvidenceStore.from_endpoint(
+            storage.evidence.endpoint,
+            storage.evidence.access_key,
+            storage.evidence.secret_key,
+            storage.evidence.bucket,
+            secure=storage.evidence.secure,
+        )
+        return cls(store, evidence, CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir)))
 
 
 class CaseSink:

@@ -10,11 +10,11 @@ from typing import Any
 from citywatch.cases.accounts import AccountStore
 from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler
-from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
 from citywatch.cases.webhooks import RetryPolicy, WebhookOutbox, WebhookTarget
 from citywatch.cases.workflow import CaseWorkflow
 from citywatch.pipelines.config import CityConfig
+from citywatch.pipelines.sink import CaseBackends
 from citywatch.pipelines.snapshots import SnapshotStore, snapshot_store_from_config
 
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
@@ -62,11 +62,8 @@ class ApiContext:
     def from_config(cls, config: CityConfig, health: HealthProbe) -> ApiContext:
         """Live stores for an anchored city config (the Serve ingress builds its context with this)."""
         storage = config.storage
-        store = CaseStore.from_url(storage.database, policy=config.lifecycle.policy())
-        evidence = EvidenceStore.from_endpoint(
-            storage.evidence.endpoint, storage.evidence.access_key, storage.evidence.secret_key,
-            storage.evidence.bucket, secure=storage.evidence.secure,
-        )  # fmt: skip
+        cases = CaseBackends.from_config(config)
+        store = cases.store
         hooks = config.webhooks
         outbox = None
         if hooks.targets:
@@ -80,9 +77,9 @@ class ApiContext:
         devices = config.devices
         return cls(
             store=store,
-            evidence=evidence,
+            evidence=cases.evidence,
             health=health,
-            filer=CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir)),
+            filer=cases.filer,
             outbox=outbox,
             camera_locations={c: cam.location for c, cam in config.cameras.items() if cam.location is not None},
             device_kinds={k: KindName(v.code, v.name_zh, v.name_en) for k, v in devices.kinds.items()},

@@ -49,8 +49,12 @@ def run_demo(workdir: Path, *, port: int, run_for: float | None, console: Consol
         # A PTZ camera patrolling two presets: the parking lot, and a kerb where garbage piles up.
         ptz = PtzCameraSim(
             {"1": assets / "parking-demo.mp4", "2": assets / "garbage-demo.mp4"},
-            name=DEMO_PTZ_CAMERA, move_time=2.0, user="demo", password=secrets.token_hex(8), log_dir=workdir / "logs",
-        )  # fmt: skip
+            name=DEMO_PTZ_CAMERA,
+            move_time=2.0,
+            user="demo",
+            password=secrets.token_hex(8),
+            log_dir=workdir / "logs",
+        )
         stack.callback(ptz.stop)
         dome = ptz.start()
         os.environ.update(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Any, cast
 
@@ -27,19 +26,18 @@ from ray import serve
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
-from citywatch.cases.evidence import EvidenceStore, EvidenceStoreDown
-from citywatch.cases.filing import CaseFiler
-from citywatch.cases.spool import EvidenceSpool
-from citywatch.cases.store import CaseStore
+from citywatch.cases.evidence import EvidenceStoreDown
 from citywatch.models.builtin import resolve_model
 from citywatch.models.registry import ModelRefused, smoke_test
 from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
+from citywatch.pipelines.fleet_health import HealthBoard
 from citywatch.pipelines.patrol import Detect
-from citywatch.pipelines.sink import CaseSink
+from citywatch.pipelines.sink import CaseBackends, CaseSink
 from citywatch.pipelines.snapshots import snapshots_from_config
 from citywatch.pipelines.warnings import WarningGate
 from citywatch.serving.api import ApiContext, build_api
+from citywatch.serving.background import ApiBackground
 from citywatch.vision.detector import ModelLoadError, OnnxDetector
 
 log = logging.getLogger(__name__)
@@ -123,10 +121,10 @@ class Detector:
             self.detector, self.config, self.error, self.refused = detector, config, None, None
             if before is not None:
                 self.swaps += 1
+                new, old = detector.info, before.info
                 log.warning(
-                    "detector %r: now serving %s %s (was %s)",
-                    self.name, detector.info.path.name, detector.info.version, before.info.version,
-                )  # fmt: skip
+                    "detector %r: now serving %s %s (was %s)", self.name, new.path.name, new.version, old.version
+                )
 
     async def _watch_forever(self) -> None:
         assert self.board is not None
@@ -156,10 +154,16 @@ class Detector:
             return {"name": self.name, "error": self.error}
         info = self.detector.info
         return {
-            "name": self.name, "error": None, "path": str(info.path), "version": info.version,
-            "sha256": info.sha256, "classes": len(info.class_names), "input_size": list(info.input_size),
-            "swaps": self.swaps, "refused": self.refused,
-        }  # fmt: skip
+            "name": self.name,
+            "error": None,
+            "path": str(info.path),
+            "version": info.version,
+            "sha256": info.sha256,
+            "classes": len(info.class_names),
+            "input_size": list(info.input_size),
+            "swaps": self.swaps,
+            "refused": self.refused,
+        }
 
     async def __del__(self) -> None:
         if self._watcher is not None:
@@ -191,51 +195,21 @@ class ConfigBoard:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class FleetHealthBoard:
-    """Where every CameraFleet replica posts its shard's health, so one call sees all cameras.
-
-    A Serve handle reaches one replica of a deployment, not all of them; the board has one replica and keeps
-    the last report of each rank. Reports older than `stale_after_s` are flagged, ranks beyond the current
-    number of replicas (after a scale-down) are dropped.
-    """
+    """Where every CameraFleet replica posts its shard's health, so one call sees all cameras (`HealthBoard`)."""
 
     def __init__(self, stale_after_s: float = 30.0) -> None:
-        self.stale_after_s = stale_after_s
-        self.shards: dict[int, tuple[float, int, list[dict[str, Any]]]] = {}
-        self.replica_reports: dict[int, dict[str, Any]] = {}
+        self.board = HealthBoard(stale_after_s)
 
     def report(
         self, rank: int, replicas: int, cameras: list[dict[str, Any]], replica: dict[str, Any] | None = None
     ) -> None:
-        """A replica's cameras, and what it runs beside them (warnings held, latest-frame uploads)."""
-        self.shards[rank] = (time.time(), replicas, cameras)
-        if replica is not None:
-            self.replica_reports[rank] = replica
+        self.board.report(rank, replicas, cameras, replica)
 
     def replicas(self) -> list[dict[str, Any]]:
-        """Each current fleet replica's own report (rank order), with its age."""
-        now, replicas = time.time(), self._replica_count()
-        return [
-            {"rank": rank, "report_age_s": round(now - self.shards[rank][0], 1), **report}
-            for rank, report in sorted(self.replica_reports.items())
-            if rank in self.shards and rank < replicas
-        ]
-
-    def _replica_count(self) -> int:
-        """The number of fleet replicas as the newest report sees it (ranks beyond it were scaled away)."""
-        return max(self.shards.values(), key=lambda shard: shard[0])[1] if self.shards else 0
+        return self.board.replicas()
 
     def cameras(self) -> list[dict[str, Any]]:
-        if not self.shards:
-            return []
-        replicas = self._replica_count()
-        report = []
-        for rank, (at, _replicas, cameras) in sorted(self.shards.items()):
-            if rank >= replicas:
-                continue
-            age = time.time() - at
-            for camera in cameras:
-                report.append({**camera, "report_age_s": round(age, 1), "stale": age > self.stale_after_s})
-        return report
+        return self.board.cameras()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
@@ -289,12 +263,7 @@ class CameraFleet:
 
     def _build_fleet(self, config: CityConfig) -> Fleet:
         storage = config.storage
-        evidence = EvidenceStore.from_endpoint(
-            storage.evidence.endpoint, storage.evidence.access_key, storage.evidence.secret_key,
-            storage.evidence.bucket, secure=storage.evidence.secure,
-        )  # fmt: skip
-        store = CaseStore.from_url(storage.database, policy=config.lifecycle.policy())  # cooldowns, stage deadlines
-        filer = CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir))
+        filer = CaseBackends.from_config(config).filer
         fleet = Fleet(
             detect_for=self._detect_for,
             sink=WarningGate.from_config(config, CaseSink(filer, jpeg_quality=storage.evidence.jpeg_quality)),
@@ -387,24 +356,8 @@ class Api:
         except EvidenceStoreDown as error:  # the API serves cases without the object store; protect next start
             log.warning("could not turn on evidence versioning/retention: %s", error)
         # Webhook deliveries and the API's own spool (device events) run in one background thread.
-        self._stop = threading.Event()
-        self._background = threading.Thread(
-            target=self._background_loop, args=(config.webhooks.poll_every.total_seconds(),), daemon=True
-        )
-        self._background.start()
-
-    def _background_loop(self, every: float) -> None:
-        last_drain = 0.0
-        while not self._stop.is_set():
-            try:
-                if self.context.outbox is not None:
-                    self.context.outbox.run_once()
-                if self.context.filer is not None and time.monotonic() - last_drain >= 10.0:
-                    last_drain = time.monotonic()
-                    self.context.filer.drain_spool()
-            except Exception:  # report and go on: the next round retries
-                log.exception("API background round failed")
-            self._stop.wait(every)
+        self.background = ApiBackground(self.context, config.webhooks.poll_every.total_seconds())
+        self.background.start()
 
     async def health(self) -> dict[str, Any]:
         fleet = await self.fleet.health.remote()
@@ -412,7 +365,7 @@ class Api:
         return {"cameras": fleet["cameras"], "fleet": fleet["fleet"], "detectors": detectors}
 
     def __del__(self) -> None:
-        self._stop.set()
+        self.background.stop()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_api(self.context)

@@ -76,9 +76,14 @@ class ConfigWatcher:
     """
 
     def __init__(
-        self, path: Path, running: CityConfig, publish: Callable[[CityConfig], int], *, base_dir: Path,
+        self,
+        path: Path,
+        running: CityConfig,
+        publish: Callable[[CityConfig], int],
+        *,
+        base_dir: Path,
         models_root: Path,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.path = path
         self.running = running
         self.publish = publish
