@@ -54,8 +54,6 @@ class CaseSink:
         images = render_evidence(violation, jpeg_quality=self.jpeg_quality)
         result = await asyncio.to_thread(self.filer.file, violation, images)
         if result.created:
-            log.info(
-                "case %d filed: %s (%s) on camera %s zone %s",
-                result.case_id, violation.kind, violation.code, violation.camera_id, violation.zone,
-            )  # fmt: skip
+            where = f"on camera {violation.camera_id} zone {violation.zone}"
+            log.info("case %d filed: %s (%s) %s", result.case_id, violation.kind, violation.code, where)
         return result

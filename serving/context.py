@@ -71,8 +71,9 @@ class ApiContext:
                 WebhookTarget(name, t.url, t.secret.encode("utf-8"), frozenset(t.events), t.timeout.total_seconds())
                 for name, t in hooks.targets.items()
             ]
-            policy = RetryPolicy(first_retry=hooks.first_retry, max_backoff=hooks.max_backoff,
-                                 max_attempts=hooks.max_attempts)  # fmt: skip
+            policy = RetryPolicy(
+                first_retry=hooks.first_retry, max_backoff=hooks.max_backoff, max_attempts=hooks.max_attempts
+            )
             outbox = WebhookOutbox(store, targets, policy=policy)
         devices = config.devices
         return cls(
