@@ -10,6 +10,7 @@ import abc
 import atexit
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -70,6 +71,42 @@ def free_ports(count: int, *, kind: int = socket.SOCK_STREAM) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def free_port_pairs(
+    count: int, offset: int, *, kind: int = socket.SOCK_STREAM, step: int = 1, first: int | None = None
+) -> list[int]:
+    """``count`` distinct ports p on 127.0.0.1 with p and p + ``offset`` both free, p a multiple of ``step``.
+
+    ``first``, when given, is used as the first port as it is (its partner is not checked: the caller asked
+    for that port, and the program that binds it will say if the partner is taken).
+    """
+    rng = random.Random()
+    held: list[socket.socket] = []
+    ports: list[int] = [] if first is None else [first]
+    taken = {p + shift for p in ports for shift in (0, offset)}
+    try:
+        for _ in range(2_000):
+            if len(ports) == count:
+                return ports
+            port = rng.randrange(20_000, min(60_000, 65_535 - offset), step)
+            if {port, port + offset} & taken:
+                continue
+            pair = [socket.socket(socket.AF_INET, kind) for _ in range(2)]
+            try:
+                pair[0].bind((LOOPBACK, port))
+                pair[1].bind((LOOPBACK, port + offset))
+            except OSError:
+                for sock in pair:
+                    sock.close()
+                continue
+            held += pair
+            ports.append(port)
+            taken |= {port, port + offset}
+    finally:
+        for sock in held:
+            sock.close()
+    raise StackError(f"could not find {count} free port pairs (p, p+{offset}) on {LOOPBACK}")
 
 
 def port_is_listening(port: int, host: str = LOOPBACK) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import re
 import shutil
 import socket
@@ -27,6 +26,7 @@ from citywatch.stack.processes import (
     check_port_free,
     child_env,
     free_port,
+    free_port_pairs,
 )
 
 # python3-gi belongs to Debian's interpreter, not to any virtualenv.
@@ -108,30 +108,7 @@ def _system_python_env() -> dict[str, str]:
 
 def free_rtp_ports(count: int) -> list[int]:
     """``count`` even UDP ports P on 127.0.0.1 with P+1 free too (ffmpeg sends RTCP to P+1)."""
-    rng = random.Random()
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        for _ in range(2_000):
-            if len(ports) == count:
-                return ports
-            port = rng.randrange(20_000, 60_000, 2)
-            if port in ports:
-                continue
-            pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-            try:
-                pair[0].bind((LOOPBACK, port))
-                pair[1].bind((LOOPBACK, port + 1))
-            except OSError:
-                for sock in pair:
-                    sock.close()
-                continue
-            held += pair
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    raise StackError(f"could not find {count} free UDP port pairs on {LOOPBACK}")
+    return free_port_pairs(count, 1, kind=socket.SOCK_DGRAM, step=2)
 
 
 def rtsp_server_process(port: int, udp_ports: dict[str, int], label: str, log_path: Path) -> ManagedProcess:

