@@ -31,12 +31,11 @@ from citywatch.cases.evidence import EvidenceStore, EvidenceStoreDown
 from citywatch.cases.filing import CaseFiler
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
-from citywatch.models.builtin import resolve_model
-from citywatch.models.registry import ModelRefused, smoke_test
+from citywatch.models.registry import ModelRefused
+from citywatch.pipelines.build import case_sink, open_detector
 from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.patrol import Detect
-from citywatch.pipelines.sink import CaseSink
 from citywatch.pipelines.snapshots import snapshots_from_config
 from citywatch.pipelines.warnings import WarningGate
 from citywatch.serving.api import ApiContext, build_api
@@ -47,15 +46,6 @@ log = logging.getLogger(__name__)
 
 class DetectorUnavailable(RuntimeError):
     """The detector's model did not load; the message names the model path and why."""
-
-
-def _open_checked(config: DetectorConfig) -> OnnxDetector:
-    """Load a detector's model and pass the registry's smoke test (ModelLoadError, ModelRefused, ValueError)."""
-    path = resolve_model(config.model)
-    detector = OnnxDetector.from_path(path, conf=config.conf, iou=config.iou, threads=config.threads)
-    smoke_test(detector)
-    detector.warmup()
-    return detector
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
@@ -106,7 +96,7 @@ class Detector:
                 return  # already serving it, or already refused it
             self._tried = config
             try:
-                detector = await asyncio.to_thread(_open_checked, config)
+                detector = await asyncio.to_thread(open_detector, config)
             except (ModelLoadError, ModelRefused, ValueError) as error:
                 message = f"detector {self.name!r}: {error}"
                 if self.detector is None:
@@ -297,7 +287,7 @@ class CameraFleet:
         filer = CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir))
         fleet = Fleet(
             detect_for=self._detect_for,
-            sink=WarningGate.from_config(config, CaseSink(filer, jpeg_quality=storage.evidence.jpeg_quality)),
+            sink=WarningGate.from_config(config, case_sink(config, filer)),
             filer=filer,
             model_versions=self.versions,
             snapshots=snapshots_from_config(storage),
