@@ -255,7 +255,8 @@ class Replay:
             if progress is not None:
                 progress.source(source, None)
             last = await self._run_source(source, start, options, progress)
-            start = max(start, (last or start) + SOURCE_GAP)
+            if last is not None:  # a source that gave no frame takes no time
+                start = max(start, last + SOURCE_GAP)
         await self.gate.settle()
         self.near.finish()
         self.result.seconds = time.perf_counter() - began

@@ -18,7 +18,7 @@ from citywatch.pipelines.replay import split_camera as _split
 from citywatch.pipelines.replay_report import LabelsError, summary_line, write_report
 from citywatch.vision.detector import ModelLoadError
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and the summary stay on one line, whatever the terminal
 
 
 class _Bar:
