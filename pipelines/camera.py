@@ -32,7 +32,7 @@ from citywatch.vision.frame import Frame
 log = logging.getLogger(__name__)
 
 # Probe little before the first frame: without this, opening an RTSP stream takes 3-5 s instead of 0.2-2 s.
-_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "200000", "probesize": "100000"}
+RTSP_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "200000", "probesize": "100000"}
 
 
 class CameraUnavailable(RuntimeError):
@@ -212,7 +212,7 @@ class RtspReader:
             # FFmpeg's read timeout is only the backstop: the watchdog notices a stall after `read_timeout`,
             # before FFmpeg times out and flushes a held (stale) frame, which then reads as a live one.
             timeout = (self.open_timeout, 2 * self.read_timeout)
-            container = av.open(self.url, options=_OPTIONS, timeout=timeout)
+            container = av.open(self.url, options=RTSP_OPTIONS, timeout=timeout)
         except av.FFmpegError as error:
             raise CameraUnavailable(
                 f"cannot open {where} within {self.open_timeout:.0f} s: {_describe(error)}"

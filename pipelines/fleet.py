@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from citywatch.cases.filing import CaseFiler
+from citywatch.pipelines.build import preset_visit
 from citywatch.pipelines.camera import RtspReader, redact
 from citywatch.pipelines.config import CityConfig
-from citywatch.pipelines.patrol import CameraPatrol, Detect, FrameSource, PresetVisit, Sink
+from citywatch.pipelines.patrol import CameraPatrol, Detect, FrameSource, Sink
 from citywatch.pipelines.ptz import OnvifPtz, PtzControl
-from citywatch.pipelines.schedule import CameraLeases, Clock, Schedule, SystemClock
+from citywatch.pipelines.schedule import CameraLeases, Clock, SystemClock
 from citywatch.pipelines.snapshots import Snapshots
 from citywatch.pipelines.warnings import WarningGate
-from citywatch.vision.scene import PresetScene
 
 log = logging.getLogger(__name__)
 
@@ -108,34 +108,11 @@ class Fleet:
     def build_patrol(self, config: CityConfig, camera_id: str) -> CameraPatrol:
         camera = config.cameras[camera_id]
         presets = []
-        for preset_id, preset in camera.presets.items():
+        for preset_id in camera.presets:
             detector = config.preset_detector(camera_id, preset_id)
-            scene = PresetScene(
-                camera_id,
-                preset_id,
-                config.watched_zones(camera_id, preset_id),
-                model_version=self.model_versions.get(detector, ""),
-            )
-            schedule = Schedule()
-            if preset.schedule is not None:
-                schedule = Schedule(
-                    preset.schedule.every,
-                    preset.schedule.between,
-                    preset.schedule.timezone or config.serving.timezone,
-                )
-            presets.append(
-                PresetVisit(
-                    preset_id,
-                    scene,
-                    token=preset.token,
-                    schedule=schedule,
-                    samples=preset.samples,
-                    sample_every=preset.sample_every.total_seconds(),
-                    settle=preset.settle.total_seconds(),
-                    detect=self.detect_for(detector),
-                    detector=detector,
-                )
-            )
+            model_version = self.model_versions.get(detector, "")
+            presets.append(preset_visit(config, camera_id, preset_id, detect=self.detect_for(detector),
+                                        model_version=model_version))  # fmt: skip
         return CameraPatrol(
             self.reader_factory(camera_id, camera.rtsp),
             presets,

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from citywatch.pipelines.config import CityConfig, ConfigError, load_config
 from citywatch.serving.ml_commands import register as register_ml_commands
+from citywatch.serving.replay_command import replay
 from citywatch.serving.users_cli import users_app
 
 app = typer.Typer(help="citywatch: city cameras → YOLO → rules → enforcement cases.", no_args_is_help=True)
@@ -26,6 +27,9 @@ app.add_typer(users_app, name="users")
 
 # Retraining (issue 8): `citywatch datasets build|stats`, `train`, `evaluate`, `models list|add|promote|rollback`.
 register_ml_commands(app)
+
+# Trying a config on recorded footage (issue 15): `citywatch replay CONFIG --camera CAM[/PRESET] SOURCE…`.
+app.command()(replay)
 
 
 def _logging(verbose: bool) -> None:

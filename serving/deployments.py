@@ -27,13 +27,13 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from citywatch.cases.evidence import EvidenceStoreDown
-from citywatch.models.builtin import resolve_model
-from citywatch.models.registry import ModelRefused, smoke_test
+from citywatch.models.registry import ModelRefused
+from citywatch.pipelines.build import case_sink, open_detector
 from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.fleet_health import HealthBoard
 from citywatch.pipelines.patrol import Detect
-from citywatch.pipelines.sink import CaseBackends, CaseSink
+from citywatch.pipelines.sink import CaseBackends
 from citywatch.pipelines.snapshots import snapshots_from_config
 from citywatch.pipelines.warnings import WarningGate
 from citywatch.serving.api import ApiContext, build_api
@@ -45,15 +45,6 @@ log = logging.getLogger(__name__)
 
 class DetectorUnavailable(RuntimeError):
     """The detector's model did not load; the message names the model path and why."""
-
-
-def _open_checked(config: DetectorConfig) -> OnnxDetector:
-    """Load a detector's model and pass the registry's smoke test (ModelLoadError, ModelRefused, ValueError)."""
-    path = resolve_model(config.model)
-    detector = OnnxDetector.from_path(path, conf=config.conf, iou=config.iou, threads=config.threads)
-    smoke_test(detector)
-    detector.warmup()
-    return detector
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
@@ -104,7 +95,7 @@ class Detector:
                 return  # already serving it, or already refused it
             self._tried = config
             try:
-                detector = await asyncio.to_thread(_open_checked, config)
+                detector = await asyncio.to_thread(open_detector, config)
             except (ModelLoadError, ModelRefused, ValueError) as error:
                 message = f"detector {self.name!r}: {error}"
                 if self.detector is None:
@@ -266,7 +257,7 @@ class CameraFleet:
         filer = CaseBackends.from_config(config).filer
         fleet = Fleet(
             detect_for=self._detect_for,
-            sink=WarningGate.from_config(config, CaseSink(filer, jpeg_quality=storage.evidence.jpeg_quality)),
+            sink=WarningGate.from_config(config, case_sink(config, filer)),
             filer=filer,
             model_versions=self.versions,
             snapshots=snapshots_from_config(storage),
