@@ -58,7 +58,7 @@ system-deps:
 venv: $(STAMP)
 
 # Strict editable installs link each file: re-install when a package file is added or changed.
-PACKAGE_FILES := $(wildcard vision/*.py models/*.py models/default/* pipelines/*.py cases/*.py \
+PACKAGE_FILES := $(wildcard vision/*.py models/*.py models/default/* pipelines/*.py pipelines/config/*.py cases/*.py \
 	cases/migrations/versions/*.py serving/*.py serving/stack/*.py serving/demo/* serving/templates/* serving/static/* \
 	datasets/*.py datasets/*/*.py)
 

@@ -23,11 +23,9 @@ import onnxruntime
 import supervision as sv
 
 from citywatch.vision.boxes import Letterbox, decode_yolo, letterbox_into, unletterbox_boxes
+from citywatch.vision.detections import CLASS_NAME
 
 __all__ = ["CLASS_NAME", "ModelInfo", "ModelLoadError", "OnnxDetector", "default_threads"]
-
-CLASS_NAME = "class_name"
-"""Key of the per-box class names in `Detections.data` (supervision's own convention)."""
 
 PAD_COLOR = 114
 """Letterbox padding grey, as in Ultralytics training and predict."""

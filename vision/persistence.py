@@ -17,13 +17,13 @@ from typing import cast
 import numpy as np
 import supervision as sv
 
-from citywatch.vision.dwell import class_names, confidence_or_ones, match_by_overlap
+from citywatch.vision.boxes import Box, as_box
+from citywatch.vision.detections import class_names, confidence_or_ones
+from citywatch.vision.dwell import match_by_overlap
 from citywatch.vision.frame import Frame
-from citywatch.vision.rules import GroupRule, PersistenceRule
+from citywatch.vision.rules import GroupRule, VisitRule
 from citywatch.vision.taxonomy import kind as taxonomy_kind
 from citywatch.vision.violation import Member, Violation
-
-Box = tuple[float, float, float, float]
 
 
 def group_boxes(
@@ -96,7 +96,7 @@ class _Site:
 class VisitState:
     """A persistence or group rule on one zone of one preset: collects during a visit, decides at its end."""
 
-    rule: PersistenceRule
+    rule: VisitRule
     zone: str
     zone_polygon: np.ndarray
     model_version: str = ""
@@ -181,7 +181,7 @@ class VisitState:
         confidence = confidence_or_ones(detections)
         if not isinstance(self.rule, GroupRule):
             return [
-                _Sighting(_box(row), name, float(conf), (), frame, now)
+                _Sighting(as_box(row), name, float(conf), (), frame, now)
                 for row, name, conf in zip(detections.xyxy, names, confidence, strict=True)
             ]
         candidates = []
@@ -192,7 +192,7 @@ class VisitState:
             min_members=self.rule.min_members,
             min_classes=self.rule.min_classes,
         ):
-            members = tuple(Member(names[i], float(confidence[i]), _box(detections.xyxy[i])) for i in group)
+            members = tuple(Member(names[i], float(confidence[i]), as_box(detections.xyxy[i])) for i in group)
             union = detections.xyxy[group]
             box = (
                 float(union[:, 0].min()),
@@ -244,7 +244,3 @@ class VisitState:
             members=sighting.members,
             seen_in=(count, span),
         )
-
-
-def _box(row: np.ndarray) -> Box:
-    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from citywatch.pipelines.config import ConfigError, load_config, parse_config
+from citywatch.vision.rules import DwellRule, GroupRule, PersistenceRule, PresenceRule
 
 VALID = """
 storage:
@@ -164,10 +165,10 @@ def test_every_rule_type_compiles_into_its_vision_rule() -> None:
     data["cameras"]["gate-3"]["presets"]["main"]["zones"]["fire-lane"]["rules"] = list(rules)
     (watched,) = parse_config(data).watched_zones("gate-3", "main")
     parking, garbage, pile, stall = watched.rules
-    assert type(parking).__name__ == "DwellRule" and parking.identity == "overlap"  # type: ignore[union-attr]
-    assert type(garbage).__name__ == "PresenceRule" and garbage.classes == frozenset({"litter_heap_v7"})
-    assert type(pile).__name__ == "PersistenceRule" and (pile.visits, pile.of) == (2, 3)  # type: ignore[union-attr]
-    assert type(stall).__name__ == "GroupRule" and stall.group_distance == 0.5  # type: ignore[union-attr]
+    assert isinstance(parking, DwellRule) and parking.identity == "overlap"
+    assert isinstance(garbage, PresenceRule) and garbage.classes == frozenset({"litter_heap_v7"})
+    assert isinstance(pile, PersistenceRule) and (pile.visits, pile.of) == (2, 3)
+    assert isinstance(stall, GroupRule) and stall.group_distance == 0.5
     assert stall.active is not None and stall.active.timezone == "Asia/Shanghai"
 
 

@@ -161,7 +161,7 @@ def test_reset_forgets_stays_when_the_camera_moved_away() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "no_such_kind"}, "unknown violation kind"),
+        ({"kind": "no_such_kind"}, "unknown kind 'no_such_kind'"),
         ({"classes": frozenset()}, "classes must not be empty"),
         ({"min_confidence": 1.5}, "min_confidence"),
     ],
