@@ -369,5 +369,11 @@ class WarningGate:
 
 def _outcome(outcome: str, key: ProblemKey, at: datetime) -> dict[str, Any]:
     camera_id, preset_id, zone, kind = key
-    return {"outcome": outcome, "camera_id": camera_id, "preset_id": preset_id, "zone": zone, "kind": kind,
-            "at": at.isoformat()}  # fmt: skip
+    return {
+        "outcome": outcome,
+        "camera_id": camera_id,
+        "preset_id": preset_id,
+        "zone": zone,
+        "kind": kind,
+        "at": at.isoformat(),
+    }

@@ -52,9 +52,11 @@ Identity = Literal["track", "overlap"]
 class ActiveWindow:
     """Daily local-time window [start, end) in which a rule may fire; `start > end` wraps past midnight."""
 
-    start: time = Field(description="Local time the rule starts, e.g. 07:00")
-    end: time = Field(description="Local time the rule stops (not included), e.g. 21:00")
-    timezone: TimezoneName | None = Field(None, description="Timezone of start and end (default: serving.timezone)")
+    start: Annotated[time, Field(description="Local time the rule starts, e.g. 07:00")]
+    end: Annotated[time, Field(description="Local time the rule stops (not included), e.g. 21:00")]
+    timezone: Annotated[
+        TimezoneName | None, Field(description="Timezone of start and end (default: serving.timezone)")
+    ] = None
 
     def contains(self, moment: datetime) -> bool:
         local = moment.astimezone(ZoneInfo(self.timezone or DEFAULT_TIMEZONE)).time()
@@ -65,7 +67,9 @@ class ActiveWindow:
 
 def _window_from_pair(value: Any) -> Any:
     """The config writes a window as ["07:00", "21:00"]."""
-    if isinstance(value, list | tuple) and len(value) == 2:
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ValueError(f'a window is [start, end], e.g. ["07:00", "21:00"]; got {list(value)!r}')
         return {"start": value[0], "end": value[1]}
     return value
 
