@@ -16,8 +16,8 @@ import supervision as sv
 from citywatch.vision.boxes import Box, as_box
 from citywatch.vision.detections import class_names, confidence_or_ones
 from citywatch.vision.frame import Frame
+from citywatch.vision.rule_state import RuleState
 from citywatch.vision.rules import FrameRule
-from citywatch.vision.taxonomy import kind as taxonomy_kind
 from citywatch.vision.violation import Violation
 
 
@@ -36,13 +36,9 @@ class _Stay:
 
 
 @dataclass
-class _StayStateBase:
+class _StayStateBase(RuleState[FrameRule]):
     """Stays of objects keyed by an id; subclasses say how a detection finds its stay."""
 
-    rule: FrameRule
-    zone: str
-    zone_polygon: np.ndarray
-    model_version: str = ""
     _stays: dict[int, _Stay] = field(default_factory=dict)
 
     @property
@@ -59,29 +55,21 @@ class _StayStateBase:
     def _fire(self, frame: Frame) -> list[Violation]:
         now = frame.captured_at
         fired = []
-        entry = taxonomy_kind(self.rule.kind)
         for key, stay in self._stays.items():
             # Only report objects seen in this very frame: the evidence must show them.
             if stay.last_seen != now or now - stay.first_seen < self.rule.fires_after():
                 continue
-            if stay.reported_at is not None and now - stay.reported_at < self.rule.repeat_every:
+            if not self._due(stay.reported_at, now):
                 continue
             stay.reported_at = now
             fired.append(
-                Violation(
-                    kind=entry.key,
-                    code=entry.code,
-                    rule=self.rule.name,
-                    zone=self.zone,
+                self._violation(
+                    frame,
+                    track_id=key,
                     class_name=stay.class_name,
                     confidence=stay.confidence,
                     box=stay.box,
                     first_seen=stay.first_seen,
-                    last_seen=stay.last_seen,
-                    frame=frame,
-                    zone_polygon=self.zone_polygon,
-                    track_id=key,
-                    model_version=self.model_version,
                 )
             )
         return fired

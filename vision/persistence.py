@@ -21,8 +21,8 @@ from citywatch.vision.boxes import Box, as_box
 from citywatch.vision.detections import class_names, confidence_or_ones
 from citywatch.vision.dwell import match_by_overlap
 from citywatch.vision.frame import Frame
+from citywatch.vision.rule_state import RuleState
 from citywatch.vision.rules import GroupRule, VisitRule
-from citywatch.vision.taxonomy import kind as taxonomy_kind
 from citywatch.vision.violation import Member, Violation
 
 
@@ -93,13 +93,9 @@ class _Site:
 
 
 @dataclass
-class VisitState:
+class VisitState(RuleState[VisitRule]):
     """A persistence or group rule on one zone of one preset: collects during a visit, decides at its end."""
 
-    rule: VisitRule
-    zone: str
-    zone_polygon: np.ndarray
-    model_version: str = ""
     _sites: dict[int, _Site] = field(default_factory=dict)
     _sightings: list[_Sighting] | None = None
     _frames: int = 0
@@ -223,24 +219,16 @@ class VisitState:
         if count < self.rule.visits:
             return None
         now = sighting.frame.captured_at
-        if site.reported_at is not None and now - site.reported_at < self.rule.repeat_every:
+        if not self._due(site.reported_at, now):
             return None
         site.reported_at = now
-        entry = taxonomy_kind(self.rule.kind)
-        return Violation(
-            kind=entry.key,
-            code=entry.code,
-            rule=self.rule.name,
-            zone=self.zone,
+        return self._violation(
+            sighting.frame,
+            track_id=site.key,
             class_name=sighting.class_name,
             confidence=sighting.confidence,
             box=sighting.box,
             first_seen=min(site.first_seen, now),
-            last_seen=now,
-            frame=sighting.frame,
-            zone_polygon=self.zone_polygon,
-            track_id=site.key,
-            model_version=self.model_version,
             members=sighting.members,
             seen_in=(count, span),
         )
