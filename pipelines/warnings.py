@@ -37,6 +37,7 @@ import httpx
 
 from citywatch.cases.store import box_iou
 from citywatch.pipelines.patrol import Sink
+from citywatch.vision.boxes import Box
 from citywatch.vision.taxonomy import kind as taxonomy_kind
 from citywatch.vision.violation import Violation
 
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
 ProblemKey = tuple[str, str | None, str, str]
 """camera, preset, zone, kind."""
 PolicyKey = tuple[str, str | None, str]
@@ -369,5 +369,11 @@ class WarningGate:
 
 def _outcome(outcome: str, key: ProblemKey, at: datetime) -> dict[str, Any]:
     camera_id, preset_id, zone, kind = key
-    return {"outcome": outcome, "camera_id": camera_id, "preset_id": preset_id, "zone": zone, "kind": kind,
-            "at": at.isoformat()}  # fmt: skip
+    return {
+        "outcome": outcome,
+        "camera_id": camera_id,
+        "preset_id": preset_id,
+        "zone": zone,
+        "kind": kind,
+        "at": at.isoformat(),
+    }

@@ -23,7 +23,9 @@ import numpy.typing as npt
 
 __all__ = [
     "MAX_NMS",
+    "Box",
     "Letterbox",
+    "as_box",
     "batched_nms",
     "compute_letterbox",
     "cxcywh_to_xyxy",
@@ -33,6 +35,15 @@ __all__ = [
     "nms",
     "unletterbox_boxes",
 ]
+
+Box = tuple[float, float, float, float]
+"""One box as plain floats, xyxy in pixels: what violations, cases and warnings carry."""
+
+
+def as_box(row: np.ndarray) -> Box:
+    """One xyxy row of an array (numpy floats) as a `Box` of plain floats."""
+    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
 
 MAX_NMS = 30_000
 """Most candidate boxes `decode_yolo` passes into NMS (Ultralytics' `max_nms`): the best-scoring ones."""

@@ -23,11 +23,10 @@ import onnxruntime
 import supervision as sv
 
 from citywatch.vision.boxes import Letterbox, decode_yolo, letterbox_into, unletterbox_boxes
+from citywatch.vision.detections import CLASS_NAME
+from citywatch.vision.frame import image_problem
 
 __all__ = ["CLASS_NAME", "ModelInfo", "ModelLoadError", "OnnxDetector", "default_threads"]
-
-CLASS_NAME = "class_name"
-"""Key of the per-box class names in `Detections.data` (supervision's own convention)."""
 
 PAD_COLOR = 114
 """Letterbox padding grey, as in Ultralytics training and predict."""
@@ -183,13 +182,9 @@ def inspect_session(session: onnxruntime.InferenceSession, path: Path, sha256: s
 
 def _check_images(images: Sequence[np.ndarray]) -> None:
     for index, image in enumerate(images):
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            shape = getattr(image, "shape", type(image).__name__)
-            raise ValueError(f"detect: image {index} must be an H×W×3 BGR array; got {shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"detect: image {index} must be uint8; got {image.dtype}")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"detect: image {index} is empty: {image.shape}")
+        problem = image_problem(image)
+        if problem is not None:
+            raise ValueError(f"detect: image {index} {problem}")
 
 
 class OnnxDetector:

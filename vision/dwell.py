@@ -13,12 +13,12 @@ from typing import cast
 import numpy as np
 import supervision as sv
 
+from citywatch.vision.boxes import Box, as_box
+from citywatch.vision.detections import class_names, confidence_or_ones
 from citywatch.vision.frame import Frame
-from citywatch.vision.rules import DwellRule, PresenceRule
-from citywatch.vision.taxonomy import kind as taxonomy_kind
+from citywatch.vision.rule_state import RuleState
+from citywatch.vision.rules import FrameRule
 from citywatch.vision.violation import Violation
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass
@@ -35,29 +35,10 @@ class _Stay:
     """Consecutive samples without the object (overlap identity)."""
 
 
-def _xyxy(row: np.ndarray) -> Box:
-    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
-
-
-def confidence_or_ones(detections: sv.Detections) -> np.ndarray:
-    if detections.confidence is None:
-        return np.ones(len(detections), dtype=float)
-    return detections.confidence
-
-
-def class_names(detections: sv.Detections) -> list[str]:
-    names = detections.data.get("class_name")
-    return [] if names is None else [str(n) for n in names]
-
-
 @dataclass
-class _StayStateBase:
+class _StayStateBase(RuleState[FrameRule]):
     """Stays of objects keyed by an id; subclasses say how a detection finds its stay."""
 
-    rule: DwellRule | PresenceRule
-    zone: str
-    zone_polygon: np.ndarray
-    model_version: str = ""
     _stays: dict[int, _Stay] = field(default_factory=dict)
 
     @property
@@ -74,29 +55,21 @@ class _StayStateBase:
     def _fire(self, frame: Frame) -> list[Violation]:
         now = frame.captured_at
         fired = []
-        entry = taxonomy_kind(self.rule.kind)
         for key, stay in self._stays.items():
             # Only report objects seen in this very frame: the evidence must show them.
-            if stay.last_seen != now or now - stay.first_seen < self.rule.min_dwell:
+            if stay.last_seen != now or now - stay.first_seen < self.rule.fires_after():
                 continue
-            if stay.reported_at is not None and now - stay.reported_at < self.rule.repeat_every:
+            if not self._due(stay.reported_at, now):
                 continue
             stay.reported_at = now
             fired.append(
-                Violation(
-                    kind=entry.key,
-                    code=entry.code,
-                    rule=self.rule.name,
-                    zone=self.zone,
+                self._violation(
+                    frame,
+                    track_id=key,
                     class_name=stay.class_name,
                     confidence=stay.confidence,
                     box=stay.box,
                     first_seen=stay.first_seen,
-                    last_seen=stay.last_seen,
-                    frame=frame,
-                    zone_polygon=self.zone_polygon,
-                    track_id=key,
-                    model_version=self.model_version,
                 )
             )
         return fired
@@ -124,7 +97,7 @@ class DwellState(_StayStateBase):
         for box, confidence, track_id, name in zip(
             chosen.xyxy, confidence_or_ones(chosen), chosen.tracker_id, class_names(chosen), strict=True
         ):
-            xyxy = _xyxy(box)
+            xyxy = as_box(box)
             stay = self._stays.get(int(track_id))
             if stay is None:
                 self._stays[int(track_id)] = _Stay(now, now, xyxy, name, float(confidence), xyxy)
@@ -157,7 +130,7 @@ def match_by_overlap(previous: np.ndarray, current: np.ndarray, min_overlap: flo
 
 @dataclass
 class OverlapState(_StayStateBase):
-    """A dwell rule by box overlap, or a presence rule, on one zone.
+    """A frame rule that recognises objects by box overlap (dwell by overlap, presence) on one zone.
 
     A detection continues the stay whose *first* box it overlaps best (IoU ≥ the rule's `min_overlap`); any
     other detection starts a new stay with a new id. Needs no tracker ids, so it works on samples seconds or
@@ -182,7 +155,7 @@ class OverlapState(_StayStateBase):
         for index, (box, confidence, name) in enumerate(
             zip(chosen.xyxy, confidence_or_ones(chosen), class_names(chosen), strict=True)
         ):
-            xyxy = _xyxy(box)
+            xyxy = as_box(box)
             key = matched.get(index)
             if key is None:
                 self._stays[self._next_id] = _Stay(now, now, xyxy, name, float(confidence), xyxy)
@@ -193,8 +166,8 @@ class OverlapState(_StayStateBase):
         return self._fire(frame)
 
     def _count_misses(self, keys: list[int], seen: set[int]) -> None:
-        """A stay missed in more than `max_missed` samples in a row has left (its spot was seen free)."""
-        limit = self.rule.max_missed
+        """A stay missed in more than `misses_allowed()` samples in a row has left (its spot was seen free)."""
+        limit = self.rule.misses_allowed()
         for key in keys:
             stay = self._stays[key]
             stay.missed = 0 if key in seen else stay.missed + 1

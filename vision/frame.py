@@ -8,6 +8,17 @@ from datetime import datetime, timedelta
 import numpy as np
 
 
+def image_problem(image: object) -> str | None:
+    """What keeps `image` from being a picture (H×W×3 uint8 BGR, not empty), or None."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        return f"must be an H×W×3 BGR array; got {getattr(image, 'shape', type(image).__name__)}"
+    if image.dtype != np.uint8:
+        return f"must be uint8; got {image.dtype}"
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        return f"is empty: {image.shape}"
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One picture from one camera at one preset.
@@ -25,14 +36,9 @@ class Frame:
     sequence: int = 0
 
     def __post_init__(self) -> None:
-        image = self.image
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            shape = getattr(image, "shape", type(image).__name__)
-            raise ValueError(f"Frame image must be an H×W×3 array; got {shape} (camera {self.camera_id!r})")
-        if image.dtype != np.uint8:
-            raise ValueError(f"Frame image must be uint8; got {image.dtype} (camera {self.camera_id!r})")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"Frame image is empty: {image.shape} (camera {self.camera_id!r})")
+        problem = image_problem(self.image)
+        if problem is not None:
+            raise ValueError(f"Frame image {problem} (camera {self.camera_id!r})")
         if self.captured_at.tzinfo is None or self.captured_at.utcoffset() != timedelta(0):
             raise ValueError(f"Frame captured_at must be timezone-aware UTC; got {self.captured_at!r}")
 

@@ -17,13 +17,13 @@ from typing import cast
 import numpy as np
 import supervision as sv
 
-from citywatch.vision.dwell import class_names, confidence_or_ones, match_by_overlap
+from citywatch.vision.boxes import Box, as_box
+from citywatch.vision.detections import class_names, confidence_or_ones
+from citywatch.vision.dwell import match_by_overlap
 from citywatch.vision.frame import Frame
-from citywatch.vision.rules import GroupRule, PersistenceRule
-from citywatch.vision.taxonomy import kind as taxonomy_kind
+from citywatch.vision.rule_state import RuleState
+from citywatch.vision.rules import GroupRule, VisitRule
 from citywatch.vision.violation import Member, Violation
-
-Box = tuple[float, float, float, float]
 
 
 def group_boxes(
@@ -93,13 +93,9 @@ class _Site:
 
 
 @dataclass
-class VisitState:
+class VisitState(RuleState[VisitRule]):
     """A persistence or group rule on one zone of one preset: collects during a visit, decides at its end."""
 
-    rule: PersistenceRule
-    zone: str
-    zone_polygon: np.ndarray
-    model_version: str = ""
     _sites: dict[int, _Site] = field(default_factory=dict)
     _sightings: list[_Sighting] | None = None
     _frames: int = 0
@@ -181,7 +177,7 @@ class VisitState:
         confidence = confidence_or_ones(detections)
         if not isinstance(self.rule, GroupRule):
             return [
-                _Sighting(_box(row), name, float(conf), (), frame, now)
+                _Sighting(as_box(row), name, float(conf), (), frame, now)
                 for row, name, conf in zip(detections.xyxy, names, confidence, strict=True)
             ]
         candidates = []
@@ -192,7 +188,7 @@ class VisitState:
             min_members=self.rule.min_members,
             min_classes=self.rule.min_classes,
         ):
-            members = tuple(Member(names[i], float(confidence[i]), _box(detections.xyxy[i])) for i in group)
+            members = tuple(Member(names[i], float(confidence[i]), as_box(detections.xyxy[i])) for i in group)
             union = detections.xyxy[group]
             box = (
                 float(union[:, 0].min()),
@@ -223,28 +219,16 @@ class VisitState:
         if count < self.rule.visits:
             return None
         now = sighting.frame.captured_at
-        if site.reported_at is not None and now - site.reported_at < self.rule.repeat_every:
+        if not self._due(site.reported_at, now):
             return None
         site.reported_at = now
-        entry = taxonomy_kind(self.rule.kind)
-        return Violation(
-            kind=entry.key,
-            code=entry.code,
-            rule=self.rule.name,
-            zone=self.zone,
+        return self._violation(
+            sighting.frame,
+            track_id=site.key,
             class_name=sighting.class_name,
             confidence=sighting.confidence,
             box=sighting.box,
             first_seen=min(site.first_seen, now),
-            last_seen=now,
-            frame=sighting.frame,
-            zone_polygon=self.zone_polygon,
-            track_id=site.key,
-            model_version=self.model_version,
             members=sighting.members,
             seen_in=(count, span),
         )
-
-
-def _box(row: np.ndarray) -> Box:
-    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))

@@ -1,14 +1,18 @@
 """Rules: when do objects in a zone become a violation.
 
-A rule is a frozen description; its state for one zone of one preset lives beside it:
+A rule is a frozen pydantic model whose fields are its parameters, described and defaulted here once: the YAML
+config (`pipelines.config`) uses these models as its `rules:` entries. Its state for one zone of one preset lives
+beside it. The family, and what the scene asks of each branch:
 
 | rule | fires when | judged | state |
 |---|---|---|---|
-| `DwellRule` (track) | a ByteTrack track stays `min_dwell` | per frame, in a visit | `dwell.DwellState` |
-| `DwellRule` (overlap) | a box stays where it was first seen | per frame, across visits | `dwell.OverlapState` |
-| `PresenceRule` | a confident detection is in the zone | per frame | `dwell.OverlapState` |
-| `PersistenceRule` | an object is seen in k of the last n visits | at visit end | `persistence.VisitState` |
-| `GroupRule` | different classes stand together in k of n visits | at visit end | `persistence.VisitState` |
+| `FrameRule` | | per frame: `fires_after`, `misses_allowed`, `follows_tracks` | |
+| ├ `DwellRule` (track) | a ByteTrack track stays `min_dwell` | per frame, in a visit | `dwell.DwellState` |
+| ├ `DwellRule` (overlap) | a box stays where it was first seen | per frame, across visits | `dwell.OverlapState` |
+| └ `PresenceRule` | a confident detection is in the zone | per frame | `dwell.OverlapState` |
+| `VisitRule` | | at visit end: `visits` of the last `of` | |
+| ├ `PersistenceRule` | an object is seen in k of the last n visits | at visit end | `persistence.VisitState` |
+| └ `GroupRule` | different classes stand together in k of n visits | at visit end | `persistence.VisitState` |
 
 Which detector classes count is configuration (`classes`), so a fine-tuned model with new classes plugs in
 without code changes. Time always comes from the frame, so a recorded sequence replays to the same violations.
@@ -16,19 +20,24 @@ without code changes. Time always comes from the frame, so a recorded sequence r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from abc import abstractmethod
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import supervision as sv
+from pydantic import BeforeValidator, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic.dataclasses import dataclass
 
-from citywatch.vision.taxonomy import kind as taxonomy_kind
+from citywatch.vision.detections import CLASS_NAME
+from citywatch.vision.params import DEFAULT_TIMEZONE, Duration, PositiveDuration, Strict, TimezoneName
+from citywatch.vision.taxonomy import KINDS
 
 __all__ = [
     "ActiveWindow",
     "DwellRule",
+    "FrameRule",
     "GroupRule",
     "PersistenceRule",
     "PresenceRule",
@@ -39,46 +48,78 @@ __all__ = [
 Identity = Literal["track", "overlap"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ActiveWindow:
-    """Daily local-time window in which a rule may fire; `start > end` wraps past midnight."""
+    """Daily local-time window [start, end) in which a rule may fire; `start > end` wraps past midnight."""
 
-    start: time
-    end: time
-    timezone: str = "Asia/Shanghai"
+    start: Annotated[time, Field(description="Local time the rule starts, e.g. 07:00")]
+    end: Annotated[time, Field(description="Local time the rule stops (not included), e.g. 21:00")]
+    timezone: Annotated[
+        TimezoneName | None, Field(description="Timezone of start and end (default: serving.timezone)")
+    ] = None
 
     def contains(self, moment: datetime) -> bool:
-        local = moment.astimezone(ZoneInfo(self.timezone)).time()
+        local = moment.astimezone(ZoneInfo(self.timezone or DEFAULT_TIMEZONE)).time()
         if self.start <= self.end:
             return self.start <= local < self.end
         return local >= self.start or local < self.end
 
 
-@dataclass(frozen=True, kw_only=True)
-class _RuleBase:
-    """What every rule has: a name, the kind it files, the classes it looks at, and when it runs."""
+def _window_from_pair(value: Any) -> Any:
+    """The config writes a window as ["07:00", "21:00"]."""
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ValueError(f'a window is [start, end], e.g. ["07:00", "21:00"]; got {list(value)!r}')
+        return {"start": value[0], "end": value[1]}
+    return value
 
-    name: str
-    kind: str
-    """Taxonomy key of the violation this rule files."""
-    classes: frozenset[str]
-    """Detector class names that count (configuration: a fine-tuned model's own names plug in here)."""
-    min_confidence: float = 0.25
-    active: ActiveWindow | None = None
 
-    def __post_init__(self) -> None:
-        taxonomy_kind(self.kind)  # raises with the list of known kinds
-        if not self.classes:
-            raise ValueError(f"rule {self.name!r}: classes must not be empty")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"rule {self.name!r}: min_confidence must be in [0, 1]; got {self.min_confidence}")
+class Rule(Strict):
+    """What every rule has: a name, the kind it files, the classes it looks at, when it runs and re-reports."""
+
+    name: str = Field(description="The rule's name, on every case it files (in the config: its key under `rules:`)")
+    kind: str = Field(description="Violation kind filed (a key of the taxonomy, see docs/taxonomy.md)")
+    classes: frozenset[str] = Field(
+        description="Detector class names that count (a fine-tuned model's own names plug in here)"
+    )
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this are ignored")
+    active: Annotated[ActiveWindow | None, BeforeValidator(_window_from_pair)] = Field(
+        None, description='Local daily window [start, end) the rule runs, e.g. ["07:00", "21:00"]; may wrap midnight'
+    )
+    repeat_every: Duration
+    """Re-report a staying object at most this often; each kind of rule sets its own default."""
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+        return kind
+
+    @field_validator("classes")
+    @classmethod
+    def _some_classes(cls, classes: frozenset[str]) -> frozenset[str]:
+        if not classes:
+            raise ValueError("classes must not be empty")
+        return classes
+
+    @field_validator("repeat_every")
+    @classmethod
+    def _not_negative(cls, repeat_every: timedelta) -> timedelta:
+        if repeat_every < timedelta(0):
+            raise ValueError(f"must be >= 0, got {repeat_every}")
+        return repeat_every
+
+    @field_serializer("classes")
+    def _sorted_classes(self, classes: frozenset[str]) -> list[str]:
+        return sorted(classes)  # a set's order changes between processes; a dump must not
 
     def is_active(self, moment: datetime) -> bool:
         return self.active is None or self.active.contains(moment)
 
     def select(self, detections: sv.Detections) -> np.ndarray:
         """Boolean mask of the detections this rule looks at (class and confidence)."""
-        names = detections.data.get("class_name")
+        names = detections.data.get(CLASS_NAME)
         if names is None or len(detections) == 0:
             return np.zeros(len(detections), dtype=bool)
         wanted = np.isin(np.asarray(names), list(self.classes))
@@ -88,13 +129,30 @@ class _RuleBase:
         return wanted & (confidence >= self.min_confidence)
 
 
-def _check_overlap(name: str, min_overlap: float) -> None:
-    if not 0.0 < min_overlap <= 1.0:
-        raise ValueError(f"rule {name!r}: min_overlap must be in (0, 1]; got {min_overlap}")
+class FrameRule(Rule):
+    """Judged frame by frame: an object's stay in the zone, from the first sample that shows it to the last.
+
+    A stay ends when the object is unseen for longer than `max_gap` (or missed in more than `misses_allowed()`
+    samples in a row); it is reported once it lasted `fires_after()`, then again every `repeat_every`.
+    """
+
+    max_gap: PositiveDuration
+    min_overlap: float
+
+    def follows_tracks(self) -> bool:
+        """Whether the same object is recognised by tracker ids (else by its box overlapping its first box)."""
+        return False
+
+    @abstractmethod
+    def fires_after(self) -> timedelta:
+        """How long an object must stay before it is reported."""
+
+    @abstractmethod
+    def misses_allowed(self) -> int | None:
+        """Consecutive samples without the object that its stay survives (None: only `max_gap` ends it)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class DwellRule(_RuleBase):
+class DwellRule(FrameRule):
     """An object of one of `classes` stays in the zone for at least `min_dwell`.
 
     `identity` says how "the same object" is recognised from one sample to the next:
@@ -109,31 +167,47 @@ class DwellRule(_RuleBase):
       tell two look-alike objects that trade the same spot between two samples.
     """
 
-    min_dwell: timedelta
-    max_gap: timedelta = timedelta(seconds=30)
-    """An object unseen for longer than this has left; if it comes back, its dwell starts again."""
-    repeat_every: timedelta = timedelta(minutes=1)
-    """While the object stays, report it again this often, so its open case keeps its last-seen time."""
-    identity: Identity = "track"
-    min_overlap: float = 0.5
-    """IoU with the first box that still counts as the same object (identity ``overlap`` only)."""
-    max_missed: int | None = 3
-    """Consecutive samples without the object that end its stay (identity ``overlap`` only; None: only max_gap).
-    Occlusion by passing traffic lasts a few samples; a free spot stays free."""
+    type: Literal["dwell"] = Field("dwell", description="dwell: an object stays in the zone for min_dwell")
+    min_dwell: Duration = Field(ge=timedelta(0), description="How long the object must stay, e.g. 5m")
+    max_gap: PositiveDuration = Field(
+        timedelta(seconds=30), description="Unseen longer than this means it left; back later, its dwell restarts"
+    )
+    repeat_every: Duration = Field(
+        timedelta(minutes=1), description="Re-report a staying object this often, so its case keeps its last-seen time"
+    )
+    identity: Identity = Field(
+        "track",
+        description="How the same object is recognised: track (ByteTrack ids, within a visit) or overlap (its box "
+        "stays where it was first seen; for patrol rates and across visits, with max_gap > the patrol interval)",
+    )
+    min_overlap: float = Field(
+        0.5, gt=0.0, le=1.0, description="IoU with the first box that is the same object (identity overlap only)"
+    )
+    max_missed: int | None = Field(
+        3,
+        ge=0,
+        description="Consecutive samples without the object that end its stay (identity overlap only; none: only "
+        "max_gap). Occlusion by passing traffic lasts a few samples; a free spot stays free",
+    )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_missed is not None and self.max_missed < 0:
-            raise ValueError(f"rule {self.name!r}: max_missed must be >= 0 or None; got {self.max_missed}")
-        if self.min_dwell < timedelta(0) or self.max_gap <= timedelta(0):
-            raise ValueError(f"rule {self.name!r}: min_dwell must be >= 0 and max_gap > 0")
-        if self.identity not in ("track", "overlap"):
-            raise ValueError(f"rule {self.name!r}: identity must be 'track' or 'overlap'; got {self.identity!r}")
-        _check_overlap(self.name, self.min_overlap)
+    @field_validator("identity", mode="before")
+    @classmethod
+    def _known_identity(cls, identity: Any) -> Any:
+        if identity not in get_args(Identity):
+            raise ValueError(f"identity must be 'track' or 'overlap'; got {identity!r}")
+        return identity
+
+    def follows_tracks(self) -> bool:
+        return self.identity == "track"
+
+    def fires_after(self) -> timedelta:
+        return self.min_dwell
+
+    def misses_allowed(self) -> int | None:
+        return self.max_missed
 
 
-@dataclass(frozen=True, kw_only=True)
-class PresenceRule(_RuleBase):
+class PresenceRule(FrameRule):
     """A confident detection of one of `classes` in the zone is a violation at once (garbage, overflow).
 
     The same object (box overlapping where it was first seen) is reported again only every `repeat_every`,
@@ -141,54 +215,54 @@ class PresenceRule(_RuleBase):
     violation.
     """
 
-    repeat_every: timedelta = timedelta(minutes=10)
-    max_gap: timedelta = timedelta(hours=1)
-    min_overlap: float = 0.3
-    """IoU with the first box that still counts as the same object (piles change shape a little)."""
+    type: Literal["presence"] = Field(
+        "presence", description="presence: a confident detection in the zone is a violation"
+    )
+    repeat_every: Duration = Field(timedelta(minutes=10), description="Re-report the same object this often")
+    max_gap: PositiveDuration = Field(timedelta(hours=1), description="Unseen longer than this means it is gone")
+    min_overlap: float = Field(
+        0.3, gt=0.0, le=1.0, description="IoU with the first box that is the same object (piles change shape a little)"
+    )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_gap <= timedelta(0) or self.repeat_every < timedelta(0):
-            raise ValueError(f"rule {self.name!r}: max_gap must be > 0 and repeat_every >= 0")
-        _check_overlap(self.name, self.min_overlap)
-
-    @property
-    def min_dwell(self) -> timedelta:
+    def fires_after(self) -> timedelta:
         return timedelta(0)
 
-    @property
-    def max_missed(self) -> int | None:
-        """A pile hidden behind a parked van for a while is still the same pile: only `max_gap` ends it."""
-        return None
+    def misses_allowed(self) -> int | None:
+        return None  # a pile hidden behind a parked van for a while is still the same pile: only max_gap ends it
 
 
-@dataclass(frozen=True, kw_only=True)
-class PersistenceRule(_RuleBase):
-    """An object of one of `classes` is seen at the same place in at least `visits` of the last `of` visits.
+class VisitRule(Rule):
+    """Judged at the end of each visit of the preset (see `PresetScene.begin_visit`): a place seen in at least
+    `visits` of the last `of` visits fires, with the best frame of this visit as evidence.
 
-    Judged at the end of each visit of the preset (see `PresetScene.begin_visit`), because garbage piles and
-    stalls are judged across visits minutes apart, not frame to frame. "The same place" is a box overlapping
-    (IoU ≥ `min_overlap`) the object's last box; classes are interchangeable within the rule. A visit counts
-    as "seen" when any of its frames shows the object; it fires on a visit that shows it.
+    Garbage piles and stalls are judged across visits minutes apart, not frame to frame. "The same place" is a
+    box overlapping (IoU ≥ `min_overlap`) the place's last box; classes are interchangeable within the rule. A
+    visit counts as "seen" when any of its frames shows the place.
     """
 
-    visits: int
-    of: int
-    min_overlap: float = 0.3
-    repeat_every: timedelta = timedelta(0)
-    """Report a persisting object at most this often (0: at every visit that still shows it)."""
+    visits: int = Field(description="Visits (k) of the last `of` that must show the object, 1 to `of`")
+    of: int = Field(ge=1, description="Number of recent visits (n) of the preset that are counted")
+    min_overlap: float = Field(0.3, gt=0.0, le=1.0, description="IoU between visits that is the same place")
+    repeat_every: Duration = Field(
+        timedelta(0), description="Re-report a persisting object at most this often (0: at every visit that shows it)"
+    )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    @model_validator(mode="after")
+    def _visits_within_of(self) -> VisitRule:
         if not 1 <= self.visits <= self.of:
-            raise ValueError(f"rule {self.name!r}: need 1 <= visits <= of; got visits={self.visits}, of={self.of}")
-        if self.repeat_every < timedelta(0):
-            raise ValueError(f"rule {self.name!r}: repeat_every must be >= 0; got {self.repeat_every}")
-        _check_overlap(self.name, self.min_overlap)
+            raise ValueError(f"visits: {self.visits} must lie between 1 and of ({self.of}): need 1 <= visits <= of")
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
-class GroupRule(PersistenceRule):
+class PersistenceRule(VisitRule):
+    """An object of one of `classes` is seen at the same place in at least `visits` of the last `of` visits."""
+
+    type: Literal["persistence"] = Field(
+        "persistence", description="persistence: the object is at the same place in `visits` of the last `of` visits"
+    )
+
+
+class GroupRule(VisitRule):
     """Combination evidence: objects of `classes` standing together persist across visits.
 
     For kinds the COCO model cannot see directly: a street stall is umbrellas, tables and chairs that stay
@@ -198,26 +272,19 @@ class GroupRule(PersistenceRule):
     group's union box then has to persist like a `PersistenceRule` object.
     """
 
-    group_distance: float = 1.0
-    min_members: int = 2
-    min_classes: int = 2
+    type: Literal["group"] = Field(
+        "group", description="group: objects of different classes stand together, persisting like `persistence`"
+    )
+    group_distance: float = Field(
+        1.0, ge=0.0, description="Largest gap between neighbouring boxes, in heights of the taller box"
+    )
+    min_members: int = Field(2, ge=2, description="Fewest boxes in a group")
+    min_classes: int = Field(2, ge=1, description="Fewest different classes in a group")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.group_distance < 0:
-            raise ValueError(f"rule {self.name!r}: group_distance must be >= 0; got {self.group_distance}")
-        if not 1 <= self.min_classes <= len(self.classes):
-            raise ValueError(
-                f"rule {self.name!r}: min_classes must be in [1, {len(self.classes)}] (the number of classes); "
-                f"got {self.min_classes}"
-            )
-        if self.min_members < max(2, self.min_classes):
-            raise ValueError(
-                f"rule {self.name!r}: min_members must be >= 2 and >= min_classes ({self.min_classes}); "
-                f"got {self.min_members}"
-            )
-
-
-VisitRule = PersistenceRule | GroupRule
-"""Rules decided at the end of a visit."""
-Rule = DwellRule | PresenceRule | PersistenceRule | GroupRule
+    @model_validator(mode="after")
+    def _group_fits_classes(self) -> GroupRule:
+        if self.min_classes > len(self.classes):
+            raise ValueError(f"min_classes: {self.min_classes} is more than the {len(self.classes)} classes")
+        if self.min_members < self.min_classes:
+            raise ValueError(f"min_members: {self.min_members} must be at least min_classes ({self.min_classes})")
+        return self

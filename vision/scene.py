@@ -29,7 +29,7 @@ from trackers import ByteTrackTracker
 from citywatch.vision.dwell import DwellState, OverlapState
 from citywatch.vision.frame import Frame
 from citywatch.vision.persistence import VisitState
-from citywatch.vision.rules import DwellRule, PersistenceRule, PresenceRule, Rule
+from citywatch.vision.rules import FrameRule, Rule, VisitRule
 from citywatch.vision.violation import Violation
 from citywatch.vision.zones import Zone
 
@@ -58,10 +58,6 @@ def patrol_tracker(lost_after_s: float = 20.0) -> ByteTrackTracker:
     )
 
 
-def _tracks(rule: Rule) -> bool:
-    return isinstance(rule, DwellRule) and rule.identity == "track"
-
-
 class PresetScene:
     """Turns a preset's frames and detections into violations."""
 
@@ -79,7 +75,9 @@ class PresetScene:
         self.zones = tuple(zones)
         self.tracker = tracker if tracker is not None else patrol_tracker()
         self.model_version = model_version
-        self._needs_tracks = any(_tracks(rule) for watched in self.zones for rule in watched.rules)
+        self._needs_tracks = any(
+            isinstance(rule, FrameRule) and rule.follows_tracks() for watched in self.zones for rule in watched.rules
+        )
         # Rule states are created per resolution-independent zone; the polygon for drawing is filled lazily.
         self._states: dict[tuple[str, str], State] = {}
         self._visit_at: datetime | None = None
@@ -171,11 +169,13 @@ class PresetScene:
         state = self._states.get(key)
         if state is None:
             polygon = zone.pixels(frame.width, frame.height)
-            if isinstance(rule, PersistenceRule):
+            if isinstance(rule, VisitRule):
                 state = VisitState(rule, zone.name, polygon, self.model_version)
-            elif isinstance(rule, PresenceRule) or rule.identity == "overlap":
+            elif isinstance(rule, FrameRule) and rule.follows_tracks():
+                state = DwellState(rule, zone.name, polygon, self.model_version)
+            elif isinstance(rule, FrameRule):
                 state = OverlapState(rule, zone.name, polygon, self.model_version)
             else:
-                state = DwellState(rule, zone.name, polygon, self.model_version)
+                raise TypeError(f"rule {rule.name!r}: a {type(rule).__name__} is neither a FrameRule nor a VisitRule")
             self._states[key] = state
         return state

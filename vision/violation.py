@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from citywatch.vision.boxes import Box
 from citywatch.vision.frame import Frame
 
 
@@ -16,7 +17,7 @@ class Member(NamedTuple):
 
     class_name: str
     confidence: float
-    box: tuple[float, float, float, float]
+    box: Box
     """xyxy in pixels of the violation's frame."""
 
 
@@ -33,7 +34,7 @@ class Violation:
     zone: str
     class_name: str
     confidence: float
-    box: tuple[float, float, float, float]
+    box: Box
     """xyxy in pixels of `frame`."""
     first_seen: datetime
     last_seen: datetime

@@ -6,10 +6,22 @@ Relative coordinates survive a resolution change of the stream; the pixel polygo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import supervision as sv
+
+
+def check_polygon(polygon: Sequence[Sequence[float]]) -> None:
+    """A ValueError that says what is wrong unless `polygon` has 3 or more [x, y] points inside the frame (0..1)."""
+    if len(polygon) < 3:
+        raise ValueError(f"a polygon needs at least 3 points; got {len(polygon)}")
+    if any(len(point) != 2 for point in polygon):
+        raise ValueError(f"each point must be [x, y]; got {polygon!r}")
+    outside = [tuple(point) for point in polygon if not all(0.0 <= value <= 1.0 for value in point)]
+    if outside:
+        raise ValueError(f"points are fractions of the frame and must lie in [0, 1]; outside: {outside}")
 
 
 @dataclass(frozen=True)
@@ -24,16 +36,10 @@ class Zone:
     )
 
     def __post_init__(self) -> None:
-        if len(self.polygon) < 3:
-            raise ValueError(f"zone {self.name!r}: a polygon needs at least 3 points; got {len(self.polygon)}")
-        points = np.asarray(self.polygon, dtype=float)
-        if points.shape != (len(self.polygon), 2):
-            raise ValueError(f"zone {self.name!r}: each point must be [x, y]; got {self.polygon!r}")
-        if points.min() < 0.0 or points.max() > 1.0:
-            raise ValueError(
-                f"zone {self.name!r}: points are fractions of the frame and must lie in [0, 1]; "
-                f"got min {points.min():.3f}, max {points.max():.3f}"
-            )
+        try:
+            check_polygon(self.polygon)
+        except ValueError as error:
+            raise ValueError(f"zone {self.name!r}: {error}") from None
 
     def pixels(self, width: int, height: int) -> np.ndarray:
         """The polygon in pixels of a `width`×`height` frame, N×2 int32."""

@@ -6,44 +6,18 @@ fires. Boxes are (x1, y1, x2, y2, class, confidence) in a 200×100 frame whose z
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import numpy as np
 import pytest
 import supervision as sv
 
-from citywatch.vision.frame import Frame
-from citywatch.vision.rules import DwellRule, PresenceRule, Rule
-from citywatch.vision.scene import PresetScene, WatchedZone
-from citywatch.vision.zones import Zone
-from tests.vision.detections import Item, boxes
-
-T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
-IMAGE = np.zeros((100, 200, 3), dtype=np.uint8)
-WHOLE = Zone("sidewalk", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)))
-
-
-def frame(second: float) -> Frame:
-    return Frame(IMAGE, "cam-1", "p1", T0 + timedelta(seconds=second))
-
-
-def overlap_rule(**overrides: object) -> DwellRule:
-    fields: dict[str, object] = {
-        "name": "illegal_parking",
-        "kind": "motor_vehicle_illegal_parking",
-        "classes": frozenset({"car", "truck"}),
-        "min_dwell": timedelta(seconds=10),
-        "min_confidence": 0.4,
-        "max_gap": timedelta(seconds=6),
-        "repeat_every": timedelta(seconds=60),
-        "identity": "overlap",
-    } | overrides
-    return DwellRule(**fields)  # type: ignore[arg-type]
+from citywatch.vision.rules import Rule
+from tests.vision.factories import T0, Item, boxes, frame, overlap_rule, presence_rule, watching
 
 
 def fired_at(rule: Rule, sequence: list[sv.Detections], step: float = 2.0) -> list[int]:
     """Sample indices on which the rule fires (once per violation)."""
-    scene = PresetScene("cam-1", "p1", [WatchedZone(WHOLE, (rule,))])
+    scene = watching(rule)
     return [i for i, d in enumerate(sequence) for _ in scene.observe(frame(i * step), d)]
 
 
@@ -99,23 +73,11 @@ def test_dwell_by_overlap_ends_after_max_missed_samples(sequence: list[sv.Detect
 
 
 def test_dwell_by_overlap_reports_a_staying_object_again_with_the_same_id() -> None:
-    scene = PresetScene("cam-1", "p1", [WatchedZone(WHOLE, (overlap_rule(repeat_every=timedelta(seconds=20)),))])
+    scene = watching(overlap_rule(repeat_every=timedelta(seconds=20)))
     violations = [v for i in range(20) for v in scene.observe(frame(i * 2.0), boxes(CAR))]
     assert [v.last_seen - T0 for v in violations] == [timedelta(seconds=10), timedelta(seconds=30)]
     assert len({v.track_id for v in violations}) == 1
     assert {v.first_seen for v in violations} == {T0}
-
-
-def presence_rule(**overrides: object) -> PresenceRule:
-    fields: dict[str, object] = {
-        "name": "garbage",
-        "kind": "exposed_garbage",
-        "classes": frozenset({"garbage"}),
-        "min_confidence": 0.5,
-        "repeat_every": timedelta(seconds=20),
-        "max_gap": timedelta(seconds=10),
-    } | overrides
-    return PresenceRule(**fields)  # type: ignore[arg-type]
 
 
 PILE: Item = (20.0, 50.0, 70.0, 90.0, "garbage", 0.7)

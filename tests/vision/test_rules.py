@@ -4,40 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-import numpy as np
 import pytest
 import supervision as sv
 
-from citywatch.vision.frame import Frame
 from citywatch.vision.rules import ActiveWindow, DwellRule
-from citywatch.vision.scene import PresetScene, WatchedZone
+from citywatch.vision.scene import PresetScene
 from citywatch.vision.zones import Zone
-from tests.vision.detections import boxes
+from tests.vision.factories import T0, boxes, frame, parking_rule, watching
 
-T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
-IMAGE = np.zeros((100, 200, 3), dtype=np.uint8)
 LEFT_HALF = Zone("no-parking", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
 
 
-def frame(second: float, preset: str | None = "p1") -> Frame:
-    return Frame(IMAGE, "cam-1", preset, T0 + timedelta(seconds=second))
-
-
-def parking_rule(**overrides: object) -> DwellRule:
-    fields: dict[str, object] = {
-        "name": "illegal_parking",
-        "kind": "motor_vehicle_illegal_parking",
-        "classes": frozenset({"car", "truck"}),
-        "min_dwell": timedelta(seconds=10),
-        "min_confidence": 0.4,
-        "max_gap": timedelta(seconds=6),
-        "repeat_every": timedelta(seconds=60),
-    } | overrides
-    return DwellRule(**fields)  # type: ignore[arg-type]
-
-
 def scene(rule: DwellRule | None = None) -> PresetScene:
-    return PresetScene("cam-1", "p1", [WatchedZone(LEFT_HALF, (rule or parking_rule(),))])
+    return watching(rule or parking_rule(), zone=LEFT_HALF)
 
 
 def run(scene: PresetScene, sequence: list[sv.Detections], step: float = 2.0) -> list[list[str]]:
@@ -161,7 +140,7 @@ def test_reset_forgets_stays_when_the_camera_moved_away() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "no_such_kind"}, "unknown violation kind"),
+        ({"kind": "no_such_kind"}, "unknown kind 'no_such_kind'"),
         ({"classes": frozenset()}, "classes must not be empty"),
         ({"min_confidence": 1.5}, "min_confidence"),
     ],

@@ -42,10 +42,13 @@ def test_a_fine_tuned_model_with_new_class_names_needs_no_code_change() -> None:
     rules = (
         PresenceRule(name="heaps", kind="exposed_garbage", classes=frozenset({"litter_heap_v7"})),
         DwellRule(
-            name="scooters", kind="non_motor_vehicle_disorderly_parking", classes=frozenset({"shared_scooter"}),
-            min_dwell=timedelta(0), identity="overlap",
+            name="scooters",
+            kind="non_motor_vehicle_disorderly_parking",
+            classes=frozenset({"shared_scooter"}),
+            min_dwell=timedelta(0),
+            identity="overlap",
         ),
-    )  # fmt: skip
+    )
     scene = PresetScene("cam-9", None, [WatchedZone(zone, rules)])
     detections = sv.Detections(
         xyxy=np.array([[10.0, 10.0, 40.0, 40.0], [60.0, 20.0, 90.0, 50.0], [50.0, 50.0, 70.0, 70.0]]),

@@ -7,28 +7,23 @@ of each of its frames, and expects the indices of the visits whose `end_visit()`
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import numpy as np
 import pytest
 import supervision as sv
 
 from citywatch.vision.frame import Frame
 from citywatch.vision.persistence import group_boxes
-from citywatch.vision.rules import DwellRule, GroupRule, PersistenceRule, Rule
-from citywatch.vision.scene import PresetScene, WatchedZone
+from citywatch.vision.rules import Rule
+from citywatch.vision.scene import PresetScene
 from citywatch.vision.violation import Violation
-from citywatch.vision.zones import Zone
-from tests.vision.detections import Item, boxes
+from tests.vision.factories import IMAGE, T0, Item, boxes, parking_rule, persistence_rule, stall_rule, watching
 
-T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
-IMAGE = np.zeros((100, 200, 3), dtype=np.uint8)
-WHOLE = Zone("sidewalk", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)))
 VISIT_EVERY = timedelta(minutes=10)
 
 
 def make_scene(rule: Rule, preset: str = "p1") -> PresetScene:
-    return PresetScene("cam-1", preset, [WatchedZone(WHOLE, (rule,))])
+    return watching(rule, preset=preset)
 
 
 def visit(scene: PresetScene, index: int, frames: list[sv.Detections]) -> list[Violation]:
@@ -46,18 +41,6 @@ def visit(scene: PresetScene, index: int, frames: list[sv.Detections]) -> list[V
 def fired_visits(rule: Rule, visits: list[list[sv.Detections]]) -> list[int]:
     scene = make_scene(rule)
     return [i for i, frames in enumerate(visits) for _ in visit(scene, i, frames)]
-
-
-def persistence_rule(**overrides: object) -> PersistenceRule:
-    fields: dict[str, object] = {
-        "name": "garbage_pile",
-        "kind": "accumulated_garbage",
-        "classes": frozenset({"garbage"}),
-        "min_confidence": 0.5,
-        "visits": 2,
-        "of": 3,
-    } | overrides
-    return PersistenceRule(**fields)  # type: ignore[arg-type]
 
 
 PILE: Item = (20.0, 50.0, 70.0, 90.0, "garbage", 0.7)
@@ -128,34 +111,15 @@ def test_fixed_camera_without_visits_counts_each_frame_as_a_visit() -> None:
 def test_dwell_by_overlap_spans_visits_and_dwell_by_track_does_not() -> None:
     # A car parked through every visit (and hidden in some frames) is one ongoing violation by overlap.
     car: Item = (20.0, 40.0, 60.0, 80.0, "car", 0.8)
-    common: dict[str, object] = {
-        "name": "parking",
-        "kind": "motor_vehicle_illegal_parking",
-        "classes": frozenset({"car"}),
-        "min_dwell": timedelta(minutes=5),
-        "max_gap": timedelta(minutes=15),
-        "repeat_every": timedelta(minutes=10),
-    }
+    common = {"min_dwell": timedelta(minutes=5), "max_gap": timedelta(minutes=15), "repeat_every": VISIT_EVERY}
     sequence = [boxes(car), NOTHING, boxes(car)]
-    by_overlap = make_scene(DwellRule(**common, identity="overlap"))  # type: ignore[arg-type]
+    by_overlap = make_scene(parking_rule(**common, identity="overlap"))
     fired = [v for i in range(4) for v in visit(by_overlap, i, sequence)]
     assert [(v.last_seen - T0) // timedelta(minutes=1) for v in fired] == [10, 20, 30]
     assert len({v.track_id for v in fired}) == 1
     assert {v.first_seen for v in fired} == {T0}
-    by_track = make_scene(DwellRule(**common, identity="track"))  # type: ignore[arg-type]
+    by_track = make_scene(parking_rule(**common, identity="track"))
     assert [v for i in range(4) for v in visit(by_track, i, sequence)] == []
-
-
-def stall_rule(**overrides: object) -> GroupRule:
-    fields: dict[str, object] = {
-        "name": "stall",
-        "kind": "road_occupying_business",
-        "classes": frozenset({"umbrella", "dining table", "chair"}),
-        "min_confidence": 0.3,
-        "visits": 2,
-        "of": 3,
-    } | overrides
-    return GroupRule(**fields)  # type: ignore[arg-type]
 
 
 UMBRELLA: Item = (40.0, 10.0, 90.0, 40.0, "umbrella", 0.6)
