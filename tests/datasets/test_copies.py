@@ -11,7 +11,7 @@ import yaml
 
 from citywatch.datasets.builder import build_dataset
 from citywatch.datasets.copies import keep_copies
-from citywatch.datasets.recipe import RecipeError, load_recipe
+from citywatch.datasets.recipe import RecipeError, SourceConfig, load_recipe
 from citywatch.datasets.sample import Sample
 from citywatch.datasets.validate import Drop, DropReason
 
@@ -86,3 +86,14 @@ def test_a_recipe_keeps_one_copy_per_source_picture(tmp_path: Path) -> None:
 def test_copies_per_group_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="copies_per_group"):
         load_recipe(_recipe(tmp_path, _export(tmp_path / "export"), 0))
+
+
+def test_the_v2_recipe_keeps_one_copy_and_groups_the_parking_camera(repo_root: Path) -> None:
+    recipe = load_recipe(repo_root / "datasets" / "recipes" / "garbage-v2.yaml")
+    atanu, parking = recipe.sources
+    assert recipe.names == ["garbage", "garbage_bin", "overflow"]
+    assert isinstance(atanu, SourceConfig) and isinstance(parking, SourceConfig)
+    assert atanu.copies_per_group == 1
+    assert atanu.group_of("000049_jpg.rf.0504a4319f0ab335e339f183e7d937d7.jpg") == "000049"
+    assert parking.group_of("parking_lot_1_mp4-107_jpg.rf.2c1405d9c7a59c9bf912dac810e87b9e.jpg") == "parking_lot_1"
+    assert set(parking.class_map.values()) == {None}
