@@ -6,6 +6,7 @@ Writes ``images/<split>/``, ``labels/<split>/``, ``data.yaml`` (loadable by ultr
 `citywatch.datasets.yolo.YoloDataset`), ``manifest.json`` and ``drops.jsonl`` (one line per dropped label
 line or image, with its reason). Order of decisions:
 1. each source checks its labels (`validate.check_labels`) and yields images already on the model's classes;
+   a source with `copies_per_group` keeps that many images per group and split (`copies.keep_copies`);
 2. images without a source split are split by group (`splits.split_by_group`);
 3. a group found in an evaluation split and in train loses its train images (GROUP_LEAK);
 4. near-duplicates (dHash) are dropped, evaluation splits scanned first so that a training frame that
@@ -18,14 +19,16 @@ import json
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from citywatch.datasets.cases_source import CaseReviewSource
+from citywatch.datasets.copies import keep_copies
 from citywatch.datasets.dedupe import dhash, near_duplicates
 from citywatch.datasets.importing import YoloFolderSource
 from citywatch.datasets.manifest import DatasetManifest, SourceRecord, SplitCounts, content_hash
@@ -37,6 +40,8 @@ from citywatch.datasets.validate import Drop, DropReason, count_drops
 __all__ = ["BuildResult", "DatasetExistsError", "build_dataset"]
 
 TRAIN = "train"
+_NO_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
+"""Stands in for a sample's decoded image once it is hashed."""
 
 
 class DatasetExistsError(FileExistsError):
@@ -151,9 +156,13 @@ def build_dataset(
     read: Counter[str] = Counter()
     for config in recipe.sources:
         source = open_source(config, recipe)
-        for sample in source.samples(drops.append):
+        samples = source.samples(drops.append)
+        if isinstance(config, SourceConfig) and config.copies_per_group is not None:
+            samples = keep_copies(samples, config.copies_per_group, drops.append)
+        for sample in samples:
             read[config.name] += 1
-            entries.append(_Entry(sample, dhash(sample.image)))
+            # The decoded image is only needed for its hash: holding thousands of them would take gigabytes.
+            entries.append(_Entry(replace(sample, image=_NO_IMAGE), dhash(sample.image)))
             if on_image is not None:
                 on_image(config.name)
         read[config.name] += sum(1 for d in drops if d.source == config.name and d.line is None)

@@ -49,6 +49,12 @@ class SourceConfig(BaseModel):
         description="Regex over the image file name whose first group is the group key (a camera, or the source "
         "picture of augmented copies); default: the file name's stem. Images of one group never share a split",
     )
+    copies_per_group: int | None = Field(
+        None,
+        ge=1,
+        description="Keep at most this many images of each group in each split (the first in file-name order; "
+        "`citywatch.datasets.copies`); null keeps all. 1 keeps one copy per source picture of an augmented export",
+    )
 
     @field_validator("group_pattern")
     @classmethod

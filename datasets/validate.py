@@ -45,6 +45,8 @@ class DropReason(StrEnum):
     """Its perceptual hash is within the threshold of an image already kept."""
     GROUP_LEAK = "group in two splits"
     """Its group (camera, source picture) is also in an evaluation split; the training copy is dropped."""
+    EXTRA_COPY = "extra copy of a source picture"
+    """Its group already has the recipe's `copies_per_group` in this split (augmented exports)."""
 
 
 @dataclass(frozen=True)
