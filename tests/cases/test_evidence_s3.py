@@ -26,6 +26,7 @@ from citywatch.cases.store import CaseStore
 from citywatch.serving.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
+from tests.clock import FakeClock
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 SEEN = T0 + timedelta(minutes=6)
@@ -222,8 +223,8 @@ def test_cases_are_filed_while_s3_is_down_and_evidence_drains_later(
 def test_filer_spools_directly_for_a_while_after_a_failure(tmp_path: Path, dead: EvidenceStore) -> None:
     """After one failed upload the filer does not wait on the dead store for every later filing."""
     cases = CaseStore.from_url(f"sqlite:///{tmp_path / 'cases.db'}")
-    now = [100.0]
-    filer = CaseFiler(cases, dead, EvidenceSpool(tmp_path / "spool"), monotonic=lambda: now[0])
+    clock = FakeClock(100.0)
+    filer = CaseFiler(cases, dead, EvidenceSpool(tmp_path / "spool"), monotonic=clock)
     attempts: list[str] = []
     real_put = dead.put
 
@@ -236,6 +237,6 @@ def test_filer_spools_directly_for_a_while_after_a_failure(tmp_path: Path, dead:
     assert len(attempts) == 1  # the second role went straight to the spool
     filer.file(parked_car(44.0, 1), evidence_for(parked_car(44.0, 1)))
     assert len(attempts) == 1
-    now[0] += 31
+    clock.now += 31
     filer.file(parked_car(24.0, 2), evidence_for(parked_car(24.0, 2)))
     assert len(attempts) == 2

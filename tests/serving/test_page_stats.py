@@ -22,20 +22,13 @@ from citywatch.pipelines.snapshots import Snapshots, SnapshotStore
 from citywatch.serving.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
+from tests.clock import FakeClock
 from tests.pipelines.test_fleet import StillReader, document
 from tests.serving.api_support import make_api
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_dashboard_days_are_the_citys_days(s3_server: S3Endpoint, tmp_path: Path) -> None:
-    clock = Clock(datetime(2026, 5, 4, 15, 30, tzinfo=UTC))  # 23:30 in Shanghai, 4 May
+    clock = FakeClock(datetime(2026, 5, 4, 15, 30, tzinfo=UTC))  # 23:30 in Shanghai, 4 May
     api = make_api(f"sqlite:///{tmp_path / 'cases.db'}", s3_server, tmp_path, clock=clock)
     api.file(1)
     clock.now = datetime(2026, 5, 4, 16, 30, tzinfo=UTC)  # the same UTC day; 00:30 on 5 May in Shanghai
