@@ -38,9 +38,18 @@ def start_filer(
 ) -> subprocess.Popen[bytes]:
     endpoint = server.endpoint
     argv = [
-        sys.executable, str(HELPER), url, endpoint.endpoint, endpoint.access_key, endpoint.secret_key,
-        endpoint.bucket, str(spool), str(COUNT), str(progress_file), str(delay),
-    ]  # fmt: skip
+        sys.executable,
+        str(HELPER),
+        url,
+        endpoint.endpoint,
+        endpoint.access_key,
+        endpoint.secret_key,
+        endpoint.bucket,
+        str(spool),
+        str(COUNT),
+        str(progress_file),
+        str(delay),
+    ]
     if gate is not None:
         argv.append(str(gate))
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

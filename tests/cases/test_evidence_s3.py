@@ -54,6 +54,19 @@ def dead() -> EvidenceStore:
     return EvidenceStore.from_endpoint(f"127.0.0.1:{free_port()}", "key", "secret", "cw-evidence-dead")
 
 
+def count_puts(store: EvidenceStore) -> list[str]:
+    """The keys `store.put` is called with from now on (the real put still runs)."""
+    attempts: list[str] = []
+    real_put = store.put
+
+    def counting_put(key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> object:
+        attempts.append(key)
+        return real_put(key, data, content_type=content_type, metadata=metadata)
+
+    store.put = counting_put  # type: ignore[method-assign,assignment]
+    return attempts
+
+
 def object_keys(store: EvidenceStore, s3: S3Endpoint) -> list[str]:
     return sorted(str(o.object_name) for o in s3.client().list_objects(store.bucket, recursive=True))
 
@@ -133,9 +146,9 @@ def test_spool_drain_stops_at_a_dead_store(tmp_path: Path, dead: EvidenceStore) 
     spool = EvidenceSpool(tmp_path / "spool")
     for index in range(3):
         spool.add(f"cases/1/{index}.jpg", JPEG, "image/jpeg", {})
-    started = time.monotonic()
+    attempts = count_puts(dead)
     assert spool.drain(dead) == 0
-    assert time.monotonic() - started < 5  # one failed attempt, not one per item
+    assert len(attempts) == 1  # one failed attempt, not one per item
     assert spool.pending() == 3
 
 
@@ -170,11 +183,18 @@ def test_spool_removes_only_stale_temp_files(tmp_path: Path) -> None:
 def parked_car(x: float, sequence: int) -> Violation:
     image = np.full((48, 64, 3), 90 + sequence, dtype=np.uint8)
     return Violation(
-        kind="motor_vehicle_illegal_parking", code="09009", rule="illegal_parking", zone="fire-lane",
-        class_name="car", confidence=0.7, box=(x, 26.0, x + 16.0, 40.0), first_seen=T0, last_seen=SEEN,
+        kind="motor_vehicle_illegal_parking",
+        code="09009",
+        rule="illegal_parking",
+        zone="fire-lane",
+        class_name="car",
+        confidence=0.7,
+        box=(x, 26.0, x + 16.0, 40.0),
+        first_seen=T0,
+        last_seen=SEEN,
         frame=Frame(image, "gate-3", "main", SEEN, sequence),
         zone_polygon=np.array([[0, 24], [63, 24], [63, 47], [0, 47]], dtype=np.int32),
-    )  # fmt: skip
+    )
 
 
 def evidence_for(v: Violation) -> dict[str, tuple[bytes, str]]:
@@ -191,9 +211,9 @@ def test_cases_are_filed_while_s3_is_down_and_evidence_drains_later(
     spool = EvidenceSpool(tmp_path / "spool")
     down = CaseFiler(cases, dead, spool)
 
-    started = time.monotonic()
+    attempts = count_puts(dead)
     first = down.file(parked_car(4.0, 0), evidence_for(parked_car(4.0, 0)))
-    assert time.monotonic() - started < 5
+    assert len(attempts) == 1  # the store was tried once; the other role went straight to the spool
     second = down.file(parked_car(44.0, 1), evidence_for(parked_car(44.0, 1)))
     assert (first.created, first.evidence_pending) == (True, 2)
     assert (second.created, second.evidence_pending) == (True, 2)
@@ -225,14 +245,7 @@ def test_filer_spools_directly_for_a_while_after_a_failure(tmp_path: Path, dead:
     cases = CaseStore.from_url(f"sqlite:///{tmp_path / 'cases.db'}")
     clock = FakeClock(100.0)
     filer = CaseFiler(cases, dead, EvidenceSpool(tmp_path / "spool"), monotonic=clock)
-    attempts: list[str] = []
-    real_put = dead.put
-
-    def counting_put(key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> object:
-        attempts.append(key)
-        return real_put(key, data, content_type=content_type, metadata=metadata)
-
-    dead.put = counting_put  # type: ignore[method-assign,assignment]
+    attempts = count_puts(dead)
     filer.file(parked_car(4.0, 0), evidence_for(parked_car(4.0, 0)))
     assert len(attempts) == 1  # the second role went straight to the spool
     filer.file(parked_car(44.0, 1), evidence_for(parked_car(44.0, 1)))

@@ -27,10 +27,18 @@ from tests.clock import FakeClock
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 OBSERVATION = Observation(
-    kind="motor_vehicle_illegal_parking", code="09009", camera_id="gate-3", preset_id="main", zone="fire-lane",
-    rule="illegal_parking", class_name="car", confidence=0.8, box=(100.0, 200.0, 180.0, 260.0),
-    first_seen=T0, last_seen=T0 + timedelta(minutes=6),
-)  # fmt: skip
+    kind="motor_vehicle_illegal_parking",
+    code="09009",
+    camera_id="gate-3",
+    preset_id="main",
+    zone="fire-lane",
+    rule="illegal_parking",
+    class_name="car",
+    confidence=0.8,
+    box=(100.0, 200.0, 180.0, 260.0),
+    first_seen=T0,
+    last_seen=T0 + timedelta(minutes=6),
+)
 
 
 @pytest.fixture
@@ -163,9 +171,11 @@ def test_correct_kind_and_comment_are_audited(store: CaseStore, workflow: CaseWo
     correction, note = workflow.audit_log(case_id)[1:]
     assert correction.action == "correct_kind"
     assert correction.details == {
-        "old_kind": "motor_vehicle_illegal_parking", "old_code": "09009",
-        "kind": "road_occupying_business", "code": "09001",
-    }  # fmt: skip
+        "old_kind": "motor_vehicle_illegal_parking",
+        "old_code": "09009",
+        "kind": "road_occupying_business",
+        "code": "09001",
+    }
     assert (note.action, note.comment, note.actor) == ("comment", "owner warned", "ana")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from citywatch.vision.violation import Violation
 from tests.clock import FakeClock
 from tests.pipelines.test_fleet import StillReader, document
 from tests.serving.api_support import make_api
+from tests.waiting import wait_until_async
 
 
 def test_dashboard_days_are_the_citys_days(s3_server: S3Endpoint, tmp_path: Path) -> None:
@@ -71,13 +71,15 @@ def test_the_cameras_view_shows_a_real_fleets_zones_and_latest_frame(s3_server: 
     snapshots = Snapshots(store, every=60.0)
 
     async def fleet_report() -> list[dict[str, Any]]:
-        fleet = Fleet(detect_for=lambda _: detect, sink=sink, reader_factory=StreetReader,
-                      clock=ManualClock(datetime.now(UTC)), snapshots=snapshots)  # fmt: skip
+        fleet = Fleet(
+            detect_for=lambda _: detect,
+            sink=sink,
+            reader_factory=StreetReader,
+            clock=ManualClock(datetime.now(UTC)),
+            snapshots=snapshots,
+        )
         await fleet.apply(config)
-        deadline = time.monotonic() + 10
-        while not fleet.health()[0]["snapshots"]:
-            assert time.monotonic() < deadline, fleet.health()
-            await asyncio.sleep(0.05)
+        await wait_until_async(lambda: fleet.health()[0]["snapshots"], 60, "the fleet's first latest frame")
         report = fleet.health()
         await fleet.stop()
         return report
