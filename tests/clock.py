@@ -12,7 +12,7 @@ class FakeClock(Generic[T]):
     """Calling it gives ``now``: a tz-aware datetime (a wall clock) or seconds (a monotonic clock)."""
 
     def __init__(self, now: T) -> None:
-        self.now = now
+        self.now: T = now
 
     def __call__(self) -> T:
         return self.now

@@ -41,7 +41,7 @@ async def wait_until_async(
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             raise _timed_out(timeout, what, value)
         await asyncio.sleep(every)
