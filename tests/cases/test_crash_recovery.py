@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from citywatch.cases.filing import CaseFiler
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
 from citywatch.stack.s3 import S3Endpoint, S3Server
+from tests.waiting import wait_until
 
 HELPER = Path(__file__).with_name("crash_filer.py")
 COUNT = 24
@@ -33,23 +33,23 @@ def progress(path: Path) -> int:
     return len(path.read_text().split()) if path.exists() else 0
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def start_filer(
     url: str, server: S3Server, spool: Path, progress_file: Path, delay: float, gate: Path | None = None
 ) -> subprocess.Popen[bytes]:
     endpoint = server.endpoint
     argv = [
-        sys.executable, str(HELPER), url, endpoint.endpoint, endpoint.access_key, endpoint.secret_key,
-        endpoint.bucket, str(spool), str(COUNT), str(progress_file), str(delay),
-    ]  # fmt: skip
+        sys.executable,
+        str(HELPER),
+        url,
+        endpoint.endpoint,
+        endpoint.access_key,
+        endpoint.secret_key,
+        endpoint.bucket,
+        str(spool),
+        str(COUNT),
+        str(progress_file),
+        str(delay),
+    ]
     if gate is not None:
         argv.append(str(gate))
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

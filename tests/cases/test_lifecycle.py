@@ -23,30 +23,31 @@ from citywatch.cases.lifecycle import (
 )
 from citywatch.cases.store import CaseStore, Observation
 from citywatch.cases.workflow import CaseNotFound, CaseWorkflow
+from tests.clock import FakeClock
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 OBSERVATION = Observation(
-    kind="motor_vehicle_illegal_parking", code="09009", camera_id="gate-3", preset_id="main", zone="fire-lane",
-    rule="illegal_parking", class_name="car", confidence=0.8, box=(100.0, 200.0, 180.0, 260.0),
-    first_seen=T0, last_seen=T0 + timedelta(minutes=6),
-)  # fmt: skip
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+    kind="motor_vehicle_illegal_parking",
+    code="09009",
+    camera_id="gate-3",
+    preset_id="main",
+    zone="fire-lane",
+    rule="illegal_parking",
+    class_name="car",
+    confidence=0.8,
+    box=(100.0, 200.0, 180.0, 260.0),
+    first_seen=T0,
+    last_seen=T0 + timedelta(minutes=6),
+)
 
 
 @pytest.fixture
-def store(database_url: str, clock: Clock) -> CaseStore:
+def clock() -> FakeClock[datetime]:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def store(database_url: str, clock: FakeClock[datetime]) -> CaseStore:
     policy = LifecyclePolicy(
         stage_limits={State.AUTO_FILED: timedelta(hours=2), State.DISPATCHED: timedelta(hours=48)},
         cooldown=timedelta(hours=1),
@@ -105,7 +106,9 @@ def test_refusal_lists_what_is_possible() -> None:
 # -- in the database -----------------------------------------------------------------------------------------
 
 
-def test_full_workflow_is_audited_with_stage_deadlines(store: CaseStore, workflow: CaseWorkflow, clock: Clock) -> None:
+def test_full_workflow_is_audited_with_stage_deadlines(
+    store: CaseStore, workflow: CaseWorkflow, clock: FakeClock[datetime]
+) -> None:
     case_id = file(store)
     filed = store.get_case(case_id)
     assert filed is not None
@@ -168,9 +171,11 @@ def test_correct_kind_and_comment_are_audited(store: CaseStore, workflow: CaseWo
     correction, note = workflow.audit_log(case_id)[1:]
     assert correction.action == "correct_kind"
     assert correction.details == {
-        "old_kind": "motor_vehicle_illegal_parking", "old_code": "09009",
-        "kind": "road_occupying_business", "code": "09001",
-    }  # fmt: skip
+        "old_kind": "motor_vehicle_illegal_parking",
+        "old_code": "09009",
+        "kind": "road_occupying_business",
+        "code": "09001",
+    }
     assert (note.action, note.comment, note.actor) == ("comment", "owner warned", "ana")
 
 
@@ -183,7 +188,9 @@ def test_audit_log_is_append_only_in_the_database(store: CaseStore, workflow: Ca
 
 
 @pytest.mark.parametrize("ending", [Action.REJECT, Action.CLOSE])
-def test_cooldown_after_closing(store: CaseStore, workflow: CaseWorkflow, clock: Clock, ending: Action) -> None:
+def test_cooldown_after_closing(
+    store: CaseStore, workflow: CaseWorkflow, clock: FakeClock[datetime], ending: Action
+) -> None:
     case_id = file(store)
     if ending == Action.REJECT:
         workflow.act(case_id, Action.REJECT, actor="ana", role=Role.INSPECTOR, comment="shadow, not a car")
@@ -213,7 +220,11 @@ def test_reopened_case_absorbs_observations_again(store: CaseStore, workflow: Ca
 
 @pytest.mark.parametrize(("overdue", "expected"), [(True, {"late"}), (False, {"fresh", "nolimit"}), (None, None)])
 def test_overdue_filter(
-    store: CaseStore, workflow: CaseWorkflow, clock: Clock, overdue: bool | None, expected: set[str] | None
+    store: CaseStore,
+    workflow: CaseWorkflow,
+    clock: FakeClock[datetime],
+    overdue: bool | None,
+    expected: set[str] | None,
 ) -> None:
     late = file(store, zone="late")
     clock.now = T0 + timedelta(hours=1, minutes=30)

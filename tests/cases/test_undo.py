@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -18,16 +18,17 @@ from citywatch.cases.lifecycle import (
 )
 from citywatch.cases.store import CaseStore
 from citywatch.cases.workflow import CaseWorkflow
-from tests.cases.test_lifecycle import Clock, file
+from tests.cases.test_lifecycle import T0, file
+from tests.clock import FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock[datetime]:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def store(database_url: str, clock: Clock) -> CaseStore:
+def store(database_url: str, clock: FakeClock[datetime]) -> CaseStore:
     return CaseStore.from_url(database_url, clock=clock)
 
 
@@ -38,7 +39,7 @@ def workflow(store: CaseStore) -> CaseWorkflow:
 
 @pytest.mark.parametrize(("action", "comment"), [(Action.CONFIRM, ""), (Action.REJECT, "false detection")])
 def test_undo_returns_a_reviewed_case_to_review_with_an_audit_line(
-    store: CaseStore, workflow: CaseWorkflow, clock: Clock, action: Action, comment: str
+    store: CaseStore, workflow: CaseWorkflow, clock: FakeClock[datetime], action: Action, comment: str
 ) -> None:
     case_id = file(store)
     workflow.act(case_id, action, actor="ann", role=Role.INSPECTOR, comment=comment)
@@ -55,7 +56,7 @@ def test_undo_returns_a_reviewed_case_to_review_with_an_audit_line(
 
 
 def test_undo_is_refused_for_someone_else_too_late_twice_or_for_a_viewer(
-    store: CaseStore, workflow: CaseWorkflow, clock: Clock
+    store: CaseStore, workflow: CaseWorkflow, clock: FakeClock[datetime]
 ) -> None:
     case_id = file(store)
     workflow.act(case_id, Action.CONFIRM, actor="ann", role=Role.INSPECTOR)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
 from citywatch.pipelines.camera import CameraUnavailable, RtspReader, redact
 from citywatch.stack.processes import free_port
+from tests.waiting import wait_until
 
 
 def test_unreachable_camera_is_reported_once_with_its_id(caplog: pytest.LogCaptureFixture) -> None:
@@ -19,9 +19,7 @@ def test_unreachable_camera_is_reported_once_with_its_id(caplog: pytest.LogCaptu
     try:
         with pytest.raises(CameraUnavailable, match=r"camera 'gate-7': cannot open rtsp://\*\*\*@127.0.0.1"):
             reader.read(timeout=3)
-        deadline = time.monotonic() + 10
-        while reader.health.reconnects < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: reader.health.reconnects >= 3, 60, "three retries")
     finally:
         reader.stop()
     health = reader.health

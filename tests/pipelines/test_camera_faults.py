@@ -1,7 +1,7 @@
 """The camera reader against a real RTSP server that misbehaves: a stall, a restart, a change of resolution.
 
-Each fault is detected within the reader's timeout, logged once naming the camera, and a second camera on the
-same server keeps giving frames throughout.
+Each fault is detected (a stall by the reader's watchdog), logged once naming the camera, and a second camera on
+the same server keeps giving frames throughout. How fast is not asserted here: speed belongs in bench/.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from citywatch.pipelines.camera import CameraUnavailable, RtspReader
 from citywatch.stack.processes import ManagedProcess
 from citywatch.stack.rtsp import RtspServer
+from tests.waiting import wait_until
 
 RtspFactory = Callable[[dict[str, Path]], RtspServer]
 LOGGER = "citywatch.pipelines.camera"
@@ -46,11 +47,24 @@ def resolution_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     listing.write_text("".join(f"file '{part}'\n" for part in parts))
     out = folder / "switching.mp4"
     subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-         "-c", "copy", str(out)],
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            str(out),
+        ],
         check=True,
         timeout=60,
-    )  # fmt: skip
+    )
     return out
 
 
@@ -73,14 +87,12 @@ def publisher(server: RtspServer, name: str) -> ManagedProcess:
     return next(p for p in server.processes if f"publisher {name!r}" in p.name)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until `condition` held; fails after `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - started
+def read_fails(reader: RtspReader, timeout: float) -> bool:
+    try:
+        reader.read(timeout=timeout)
+    except CameraUnavailable:
+        return True
+    return False
 
 
 def warnings_about(caplog: pytest.LogCaptureFixture, camera_id: str) -> list[str]:
@@ -107,19 +119,21 @@ def test_a_stalled_stream_is_detected_within_the_read_timeout(
     assert frozen.pid is not None
     os.kill(frozen.pid, signal.SIGSTOP)  # the server keeps the TCP session open; no packets arrive
     try:
-        detected = wait_until(lambda: not stalls.health.online, READ_TIMEOUT + 1.0, "the stall to be noticed")
-        time.sleep(0.5)  # a frame FFmpeg held back may still come out as the stall begins
+        wait_until(lambda: not stalls.health.online, 30, "the stall to be noticed")
+        # The watchdog noticed it (no frame for longer than the read timeout), not FFmpeg's own, later timeout.
+        (warning,) = wait_until(lambda: warnings_about(caplog, "cam-stalls"), 30, "the warning about the stall")
+        assert "stalled: no frame for" in warning
+        # A frame FFmpeg held back may still come out as the stall begins; then reads fail, naming the camera.
+        wait_until(lambda: read_fails(stalls, timeout=0.5), 30, "reads from the stalled camera to fail")
         with pytest.raises(CameraUnavailable, match="cam-stalls"):
             stalls.read(timeout=0.5)
         for _ in range(3):  # the other camera on the same server never noticed
-            assert steady.read(timeout=2).image.shape == (360, 640, 3)
+            assert steady.read(timeout=10).image.shape == (360, 640, 3)
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
-    recovered = wait_until(lambda: stalls.health.online, 15, "the stalled camera to come back")
-    print(f"stall detected after {detected:.2f} s (read timeout {READ_TIMEOUT} s); back {recovered:.2f} s after")
-    assert stalls.read(timeout=5).camera_id == "cam-stalls"
-    (warning,) = warnings_about(caplog, "cam-stalls")  # once per outage, however many retries
-    assert "stalled" in warning
+    wait_until(lambda: stalls.health.online, 60, "the stalled camera to come back")
+    assert stalls.read(timeout=10).camera_id == "cam-stalls"
+    assert warnings_about(caplog, "cam-stalls") == [warning]  # once per outage, however many retries
     assert warnings_about(caplog, "cam-steady") == []
     assert steady.health.reconnects == 0
 
@@ -136,22 +150,13 @@ def test_a_server_restart_mid_stream_is_survived(
     for camera in cameras:
         camera.read(timeout=10)
     server.restart_server()
-    restarted = time.monotonic()
-    for camera in cameras:
-        while True:  # reading again after the restart
-            try:
-                camera.read(timeout=1)
-                break
-            except CameraUnavailable:
-                assert time.monotonic() - restarted < 15, f"{camera.camera_id} not back 15 s after the restart"
-    back = time.monotonic() - restarted
-    print(f"both cameras reading {back:.2f} s after restart_server() returned")
+    for camera in cameras:  # reading again after the restart
+        wait_until(lambda camera=camera: not read_fails(camera, timeout=1), 60, f"{camera.camera_id} to read again")
     for camera in cameras:
         health = camera.health
         assert health.online and health.reconnects >= 1
-        assert health.last_outage_s is not None and health.last_outage_s < 15
+        assert health.last_outage_s is not None and health.last_outage_s > 0  # the outage was measured
         assert len(warnings_about(caplog, camera.camera_id)) == 1
-        print(f"{camera.camera_id}: outage {health.last_outage_s:.2f} s, {health.reconnects} reconnect(s)")
 
 
 def test_a_change_of_resolution_is_noticed_and_frames_keep_their_native_size(
@@ -164,12 +169,14 @@ def test_a_change_of_resolution_is_noticed_and_frames_keep_their_native_size(
     caplog.set_level(logging.INFO, logger=LOGGER)
     server = rtsp_server_factory({"switching": resolution_clip, "steady": demo_clip})
     switching, steady = readers("cam-zoom", server.urls["switching"]), readers("cam-ok", server.urls["steady"])
-    shapes = set()
-    deadline = time.monotonic() + 6  # one and a half loops of the 4 s clip
-    while time.monotonic() < deadline:
-        shapes.add(switching.read(timeout=READ_TIMEOUT + 1).image.shape)
-        steady.read(timeout=READ_TIMEOUT + 1)
-        time.sleep(0.2)
+    shapes: set[tuple[int, ...]] = set()
+
+    def both_sizes_seen() -> set[tuple[int, ...]]:
+        shapes.add(switching.read(timeout=10).image.shape)
+        steady.read(timeout=10)
+        return shapes if len(shapes) >= 2 else set()
+
+    wait_until(both_sizes_seen, 60, "frames at both sizes of the clip", every=0.2)
     assert shapes == {(360, 640, 3), (240, 320, 3)}  # native sizes, not stretched to the first one
     health = switching.health
     assert health.online and health.resolution_changes >= 1 and health.reconnects == 0
@@ -187,24 +194,38 @@ def test_a_missing_path_on_a_live_server_is_reported_with_the_camera(
     broken, good = readers("cam-404", url), readers("cam-good", rtsp_server.urls["demo"])
     with pytest.raises(CameraUnavailable, match=r"camera 'cam-404': cannot open rtsp://127\.0\.0\.1.*404"):
         broken.read(timeout=3)
-    wait_until(lambda: broken.health.reconnects >= 2, 10, "retries")
+    wait_until(lambda: broken.health.reconnects >= 2, 60, "retries")
     assert good.read(timeout=5).image.shape == (360, 640, 3)
     assert len(warnings_about(caplog, "cam-404")) == 1
 
 
-def test_idle_reader_decodes_keyframes_only_and_hands_out_clean_frames_again(
-    rtsp_server: RtspServer, readers: Callable[[str, str], RtspReader]
-) -> None:
-    reader = readers("cam-idle", rtsp_server.urls["demo"])
-    reader.read(timeout=10)
-    reader.set_active(False)
-    time.sleep(0.3)
-    before, at = reader.health.frames_grabbed, time.monotonic()
-    time.sleep(2.0)
-    idle_rate = (reader.health.frames_grabbed - before) / (time.monotonic() - at)
-    assert idle_rate < 3.0  # keyframes only: one a second in this clip, against 10 frames a second
-    reader.set_active(True)
-    assert reader.read(timeout=3).image.shape == (360, 640, 3)
-    before, at = reader.health.frames_grabbed, time.monotonic()
-    time.sleep(1.0)
-    assert (reader.health.frames_grabbed - before) / (time.monotonic() - at) > 6
+class KeyframeRecorder(RtspReader):
+    """The real reader, noting for each frame it decodes whether it was a keyframe."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keyframes: list[bool] = []
+
+    def _grabbed(self, frame: Any) -> None:
+        self.keyframes.append(bool(frame.key_frame))
+        super()._grabbed(frame)
+
+
+def test_idle_reader_decodes_keyframes_only_and_hands_out_clean_frames_again(rtsp_server: RtspServer) -> None:
+    reader = KeyframeRecorder("cam-idle", rtsp_server.urls["demo"], open_timeout=2, read_timeout=READ_TIMEOUT)
+    reader.start()
+    try:
+        reader.read(timeout=10)
+        # Active: every frame is decoded (one keyframe in ten in this clip).
+        wait_until(lambda: not all(reader.keyframes), 60, "frames other than keyframes decoded")
+        reader.set_active(False)
+        idle_from = len(reader.keyframes)
+        # The packet being decoded as it went idle may give any frame; from the next packet on, keyframes only.
+        wait_until(lambda: len(reader.keyframes) >= idle_from + 4, 60, "frames decoded while idle")
+        assert all(reader.keyframes[idle_from + 1 :]), reader.keyframes[idle_from:]
+        active_from = len(reader.keyframes)
+        reader.set_active(True)
+        assert reader.read(timeout=10).image.shape == (360, 640, 3)
+        wait_until(lambda: not all(reader.keyframes[active_from:]), 60, "every frame decoded again")
+    finally:
+        reader.stop()

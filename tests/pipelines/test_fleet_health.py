@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from citywatch.pipelines.fleet_health import HealthBoard
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_reports_age_and_go_stale() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     board = HealthBoard(stale_after_s=30.0, clock=clock)
     board.report(0, 2, [{"camera_id": "a"}], {"cameras": 1})
     clock.now += 20
@@ -27,7 +20,7 @@ def test_reports_age_and_go_stale() -> None:
 
 
 def test_the_newest_report_decides_how_many_replicas_there_are() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     board = HealthBoard(clock=clock)
     for rank in range(3):
         board.report(rank, 3, [{"camera_id": f"cam-{rank}"}], {"cameras": 1})

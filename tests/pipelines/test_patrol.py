@@ -27,6 +27,7 @@ from citywatch.stack.rtsp import rtsp_available
 from citywatch.vision.frame import Frame
 from citywatch.vision.scene import PresetScene
 from citywatch.vision.violation import Violation
+from tests.waiting import wait_until_async
 
 COLOURS = {"1": (200, 60, 20), "2": (30, 90, 210)}  # BGR of each preset's picture
 T0 = datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
@@ -59,12 +60,24 @@ def two_preset_camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtzS
     for token, (blue, green, red) in COLOURS.items():
         clips[token] = folder / f"{token}.mp4"
         subprocess.run(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-t", "2", "-i",
-             f"color=c=0x{red:02x}{green:02x}{blue:02x}:size=320x180:rate=10", "-pix_fmt", "yuv420p",
-             str(clips[token])],
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-t",
+                "2",
+                "-i",
+                f"color=c=0x{red:02x}{green:02x}{blue:02x}:size=320x180:rate=10",
+                "-pix_fmt",
+                "yuv420p",
+                str(clips[token]),
+            ],
             check=True,
             timeout=60,
-        )  # fmt: skip
+        )
     sim = PtzCameraSim(clips, name="dome", move_time=0.8, user="op", password="pw", log_dir=folder)
     try:
         yield sim.start()
@@ -76,8 +89,14 @@ def city(camera: PtzSimEndpoint) -> dict[str, Any]:
     visit = {"schedule": {"every": "5s"}, "settle": "0.6s", "samples": 3, "sample_every": "0.3s"}
     return {
         "storage": {"evidence": {"endpoint": "127.0.0.1:1", "access_key": "k", "secret_key": "s"}},
-        "rules": {"car": {"type": "presence", "kind": "motor_vehicle_illegal_parking", "classes": ["car"],
-                          "repeat_every": "0s"}},
+        "rules": {
+            "car": {
+                "type": "presence",
+                "kind": "motor_vehicle_illegal_parking",
+                "classes": ["car"],
+                "repeat_every": "0s",
+            }
+        },
         "cameras": {
             "dome-1": {
                 "rtsp": camera.rtsp_url,
@@ -88,7 +107,7 @@ def city(camera: PtzSimEndpoint) -> dict[str, Any]:
                 },
             }
         },
-    }  # fmt: skip
+    }
 
 
 def test_ptz_patrol_applies_each_presets_zones_and_never_analyses_moving_frames(
@@ -114,13 +133,16 @@ def test_ptz_patrol_applies_each_presets_zones_and_never_analyses_moving_frames(
         await fleet.apply(config)
         try:
             patrol = fleet.patrols["dome-1"]
-            while len([r for r in patrol.history if r.outcome == "done"]) < 4:
-                await asyncio.sleep(0.2)
+
+            def four_visits_done() -> bool:
+                return len([r for r in patrol.history if r.outcome == "done"]) >= 4
+
+            await wait_until_async(four_visits_done, 120, "four visits done", every=0.2)
             return fleet.health()[0]
         finally:
             await fleet.stop()
 
-    health = asyncio.run(asyncio.wait_for(scenario(), 60))
+    health = asyncio.run(asyncio.wait_for(scenario(), 180))
     assert "moving" not in analysed  # every analysed frame was taken after the head stopped and settled
     assert set(analysed) == {"1", "2"}
     assert len(analysed) >= 12
@@ -197,10 +219,11 @@ def test_misses_are_recorded_with_their_reasons_on_a_manual_clock() -> None:
 
     every = Schedule(timedelta(minutes=10))
     presets = [
-        PresetVisit(name, PresetScene("cam-x", name, []), token=token, schedule=every, samples=2, sample_every=1,
-                    settle=2)
+        PresetVisit(
+            name, PresetScene("cam-x", name, []), token=token, schedule=every, samples=2, sample_every=1, settle=2
+        )
         for name, token in (("a", "1"), ("b", "2"))
-    ]  # fmt: skip
+    ]
     patrol = CameraPatrol(reader, presets, detect=no_detections, sink=sink, ptz=ptz, clock=clock)
 
     async def walk(until: datetime) -> None:
@@ -236,12 +259,13 @@ def test_a_second_patrol_on_the_same_camera_is_refused() -> None:
 
     def patrol() -> CameraPatrol:
         preset = PresetVisit("only", PresetScene("cam-y", "only", []), samples=1, sample_every=1)
-        return CameraPatrol(FakeReader("cam-y", clock), [preset], detect=no_detections, sink=sink, clock=clock,
-                            leases=leases)  # fmt: skip
+        return CameraPatrol(
+            FakeReader("cam-y", clock), [preset], detect=no_detections, sink=sink, clock=clock, leases=leases
+        )
 
     async def scenario() -> None:
         first = asyncio.create_task(patrol().run())
-        await asyncio.sleep(0.01)
+        await wait_until_async(lambda: leases.holder("cam-y"), 30, "the first patrol to hold the camera")
         with pytest.raises(CameraBusy, match="cam-y"):
             await patrol().run()
         first.cancel()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import socket
-import time
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import cv2
 import numpy as np
@@ -17,6 +16,7 @@ from citywatch.pipelines.snapshots import Snapshots, SnapshotStore, snapshot_key
 from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from tests.pipelines.test_fleet import document
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -29,22 +29,15 @@ def store_on(s3: S3Endpoint) -> SnapshotStore:
     return SnapshotStore.from_endpoint(s3.endpoint, s3.access_key, s3.secret_key, f"cw-live-{uuid.uuid4().hex[:8]}")
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_keeps_each_presets_latest_frame_shrunk_throttled_and_overwritten(s3_server: S3Endpoint) -> None:
     snapshots = Snapshots(store_on(s3_server), every=10.0, width=640)
     try:
         assert snapshots.offer(frame(40, T0))  # creates the bucket on the first put
-        wait_for(lambda: snapshots.stored == 1)
+        wait_until(lambda: snapshots.stored == 1, 30, "the first upload")
         assert not snapshots.offer(frame(90, T0 + timedelta(seconds=5)))  # within `every`: skipped
         assert snapshots.offer(frame(200, T0 + timedelta(seconds=12)))
         assert snapshots.offer(frame(120, T0 + timedelta(seconds=12), preset="bins"))  # another preset
-        wait_for(lambda: snapshots.stored == 3)
+        wait_until(lambda: snapshots.stored == 3, 30, "three uploads")
 
         latest = snapshots.latest("gate-3")
         assert set(latest) == {"main", "bins"}
@@ -63,18 +56,30 @@ def test_a_dead_store_is_reported_and_the_next_frame_tries_again() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    snapshots = Snapshots(SnapshotStore.from_endpoint(f"127.0.0.1:{port}", "k", "s", "cw-live"), every=1.0)
+    store = SnapshotStore.from_endpoint(f"127.0.0.1:{port}", "k", "s", "cw-live")
+    uploading, release = threading.Event(), threading.Event()
+    real_put = store.put
+
+    def held_put(key: str, jpeg: bytes) -> None:
+        uploading.set()
+        release.wait(60)
+        real_put(key, jpeg)
+
+    store.put = held_put  # type: ignore[method-assign]
+    snapshots = Snapshots(store, every=1.0)
     try:
-        started = time.monotonic()
-        assert snapshots.offer(frame(40, T0))
-        assert time.monotonic() - started < 0.5  # the upload runs beside the patrol, not in it
-        wait_for(lambda: snapshots.failed == 1)
+        assert snapshots.offer(frame(40, T0))  # returns while its upload is held: it runs beside the patrol
+        wait_until(uploading.is_set, 30, "the upload to start")
+        assert (snapshots.stored, snapshots.failed) == (0, 0)
+        release.set()
+        wait_until(lambda: snapshots.failed == 1, 30, "the failed upload")
         error = str(snapshots.health()["last_error"])
         assert f"127.0.0.1:{port}" in error and "gate-3" in error and "main" in error
         assert snapshots.latest("gate-3") == {}
         assert snapshots.offer(frame(40, T0 + timedelta(seconds=2)))  # tried again after `every`
-        wait_for(lambda: snapshots.failed == 2)
+        wait_until(lambda: snapshots.failed == 2, 30, "the second failed upload")
     finally:
+        release.set()
         snapshots.close()
 
 

@@ -48,10 +48,18 @@ def violation(
     image = np.full((240, 320, 3), 90, dtype=np.uint8)
     image[100:160, int(x) : int(x) + 60] = 200
     return Violation(
-        kind=kind, code="08001" if kind == "road_occupying_business" else "09009", rule=rule, zone=zone,
-        class_name="umbrella", confidence=0.7, box=(x, 100.0, x + 60.0, 160.0), first_seen=T0, last_seen=seen,
-        frame=Frame(image, camera, "main", seen, int(at_s)), zone_polygon=POLYGON,
-    )  # fmt: skip
+        kind=kind,
+        code="08001" if kind == "road_occupying_business" else "09009",
+        rule=rule,
+        zone=zone,
+        class_name="umbrella",
+        confidence=0.7,
+        box=(x, 100.0, x + 60.0, 160.0),
+        first_seen=T0,
+        last_seen=seen,
+        frame=Frame(image, camera, "main", seen, int(at_s)),
+        zone_polygon=POLYGON,
+    )
 
 
 class Recorder:
@@ -230,14 +238,15 @@ def test_gate_from_config_warns_the_configured_rule_only(receiver: Receiver) -> 
     config = parse_config(yaml.safe_load(config_text(receiver.url)))
     sink = Recorder()
     gate = WarningGate.from_config(config, sink)
-    assert isinstance(gate, WarningGate)
+    speaker = gate.actions["speaker"]  # the action as configured: its URL, timeout and retries
+    assert isinstance(speaker, HttpWarning)
+    assert (speaker.url, speaker.timeout, speaker.retries) == (receiver.url, 2.0, 0)
     # sample_every 2 s × 5 samples is shorter than repeat_every: the tolerance defaults to twice 1 min
     assert gate.policies == {("gate-3", "main", "street_vending"): WarnPolicy("speaker", GRACE, timedelta(minutes=2))}
     asyncio.run(replay(gate, [violation(0), violation(0, rule="illegal_parking", x=200), violation(190)]))
     assert [v.rule for v in sink.filed] == ["illegal_parking", "street_vending"]
     assert len(receiver.payloads) == 1
     # hot reload: the rule stops warning, then warns again with a longer grace through the same speaker
-    speaker = gate.actions["speaker"]
     gate.apply(config)
     assert gate.actions["speaker"] is speaker  # unchanged: the same client
     gate.apply(parse_config(yaml.safe_load(config_text(receiver.url, warn="null"))))

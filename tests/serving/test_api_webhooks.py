@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from citywatch.cases.store import CaseStore
 from citywatch.cases.webhooks import RetryPolicy, WebhookOutbox, WebhookTarget, signature
 from citywatch.stack.s3 import S3Endpoint
 from tests.serving.api_support import Api, make_api
+from tests.waiting import wait_until
 
 SECRET = b"shared-secret-of-the-city-system"
 
@@ -66,8 +66,12 @@ def receiver() -> Iterator[Receiver]:
 def api(database_url: str, s3_server: S3Endpoint, tmp_path: Path, receiver: Receiver) -> Iterator[Api]:
     def outbox(store: CaseStore) -> WebhookOutbox:
         target = WebhookTarget("city-system", receiver.url, SECRET, frozenset({"file", "confirm", "reject"}), 2.0)
-        policy = RetryPolicy(first_retry=timedelta(milliseconds=50), max_backoff=timedelta(milliseconds=200),
-                             max_attempts=6, lease=timedelta(seconds=10))  # fmt: skip
+        policy = RetryPolicy(
+            first_retry=timedelta(milliseconds=50),
+            max_backoff=timedelta(milliseconds=200),
+            max_attempts=6,
+            lease=timedelta(seconds=10),
+        )
         return WebhookOutbox(store, [target], policy=policy)
 
     made = make_api(database_url, s3_server, tmp_path, outbox_factory=outbox)
@@ -75,14 +79,12 @@ def api(database_url: str, s3_server: S3Endpoint, tmp_path: Path, receiver: Rece
         yield made
 
 
-def run_until_settled(outbox: WebhookOutbox, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def run_until_settled(outbox: WebhookOutbox, timeout: float = 60.0) -> None:
+    def settled() -> bool:
         outbox.run_once()
-        if not outbox.deliveries(state="pending"):
-            return
-        time.sleep(0.05)
-    raise AssertionError("webhook deliveries still pending")
+        return not outbox.deliveries(state="pending")
+
+    wait_until(settled, timeout, "the webhook deliveries to settle")
 
 
 def test_events_are_signed_retried_and_delivered_at_least_once(api: Api, receiver: Receiver) -> None:

@@ -7,7 +7,6 @@ whose detector's model file is missing. The broken two must be reported by name 
 from __future__ import annotations
 
 import hashlib
-import time
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from citywatch.serving.runner import running_city
 from citywatch.stack.processes import free_port
 from citywatch.stack.rtsp import RtspServer
 from citywatch.stack.s3 import S3Endpoint
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,9 @@ def city(s3: S3Endpoint, rtsp_url: str, port: int) -> dict[str, Any]:
     return {
         "storage": {
             "evidence": {
-                "endpoint": s3.endpoint, "bucket": s3.bucket, "access_key": s3.access_key,
+                "endpoint": s3.endpoint,
+                "bucket": s3.bucket,
+                "access_key": s3.access_key,
                 "secret_key": s3.secret_key,
             },
             "database": "sqlite:///var/cases.db",
@@ -46,8 +48,12 @@ def city(s3: S3Endpoint, rtsp_url: str, port: int) -> dict[str, Any]:
         },
         "rules": {
             "illegal_parking": {
-                "type": "dwell", "kind": "motor_vehicle_illegal_parking", "classes": ["car", "truck"],
-                "min_dwell": "8s", "min_confidence": 0.4, "repeat_every": "2s",
+                "type": "dwell",
+                "kind": "motor_vehicle_illegal_parking",
+                "classes": ["car", "truck"],
+                "min_dwell": "8s",
+                "min_confidence": 0.4,
+                "repeat_every": "2s",
             },
         },
         "cameras": {
@@ -56,17 +62,7 @@ def city(s3: S3Endpoint, rtsp_url: str, port: int) -> dict[str, Any]:
             "no-model": {"rtsp": rtsp_url, "detector": "missing", "presets": preset},
         },
         "serving": {"port": port, "detector_cpus": 0.5, "max_batch_size": 4},
-    }  # fmt: skip
-
-
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    }
 
 
 def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
@@ -82,7 +78,7 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         assert httpx.get(f"{url}/cases", timeout=10).status_code == 401
 
         # Wait for a listed case, not the total: the page and the count are two queries, a case may land between.
-        listing = wait_for(lambda: (r := api.get("/cases").json())["cases"] and r, 120, "the first case")
+        listing = wait_until(lambda: (r := api.get("/cases").json())["cases"] and r, 300, "the first case", every=1)
         case = api.get(f"/cases/{listing['cases'][0]['id']}").json()
         assert case["code"] == "09009"
         assert case["camera_id"] == "parking-lot-1"
@@ -95,7 +91,7 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
             evidence = api.get(f"/cases/{case['id']}").json()["evidence"]
             return next((e for e in evidence if e["role"] == "annotated" and e["uploaded"]), None)
 
-        annotated = wait_for(uploaded_annotated, 30, "the annotated evidence to be uploaded")
+        annotated = wait_until(uploaded_annotated, 120, "the annotated evidence to be uploaded", every=1)
         assert annotated["content_type"] == "image/jpeg"
         client = minio.Minio(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, secure=False)
         response = client.get_object(s3_server.bucket, annotated["key"])
@@ -137,15 +133,17 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
 
         # One case per vehicle and zone, not one per frame: sampling goes on, the count stays small.
         samples_before = cameras["parking-lot-1"]["patrol"]["samples"]
-        time.sleep(6)
-        after = api.get("/healthz").json()
-        cameras_after = {c["camera_id"]: c for c in after["cameras"]}
-        assert cameras_after["parking-lot-1"]["patrol"]["samples"] > samples_before
-        cases = api.get("/cases", params={"limit": 100}).json()["cases"]
+
+        def sampled_on_and_attached() -> list[dict[str, Any]] | None:
+            patrols = {c["camera_id"]: c["patrol"] for c in api.get("/healthz").json()["cameras"]}
+            cases = api.get("/cases", params={"limit": 100}).json()["cases"]
+            sampled_on = patrols["parking-lot-1"]["samples"] >= samples_before + 6  # 6 s of sampling, once a second
+            return cases if sampled_on and any(c["observations"] > 1 for c in cases) else None
+
+        cases = wait_until(sampled_on_and_attached, 120, "six more samples and a later sighting attached", every=1)
         assert all(c["camera_id"] == "parking-lot-1" for c in cases)
         for a, b in combinations(cases, 2):
             assert iou(a["box"], b["box"]) < 0.3, f"cases {a['id']} and {b['id']} are one vehicle"
-        assert any(c["observations"] > 1 for c in cases)  # later sightings attached, not filed anew
 
 
 def iou(a: list[float], b: list[float]) -> float:

@@ -16,6 +16,7 @@ from citywatch.serving import deployments
 from citywatch.serving.app import fleet_deployment
 from citywatch.stack.processes import free_port
 from citywatch.stack.s3 import S3Endpoint
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +26,12 @@ def city(s3: S3Endpoint, cameras: int) -> dict[str, Any]:
     port = free_port()  # nothing listens: every camera is offline, which is enough to see where it runs
     return {
         "storage": {
-            "evidence": {"endpoint": s3.endpoint, "bucket": s3.bucket, "access_key": s3.access_key,
-                         "secret_key": s3.secret_key},
+            "evidence": {
+                "endpoint": s3.endpoint,
+                "bucket": s3.bucket,
+                "access_key": s3.access_key,
+                "secret_key": s3.secret_key,
+            },
             "database": "sqlite:///var/cases.db",
             "spool_dir": "var/spool",
         },
@@ -35,7 +40,7 @@ def city(s3: S3Endpoint, cameras: int) -> dict[str, Any]:
             f"cam-{i}": {"rtsp": f"rtsp://127.0.0.1:{port}/cam-{i}", "presets": {"main": {"zones": {"z": zone}}}}
             for i in range(cameras)
         },
-    }  # fmt: skip
+    }
 
 
 def fleet_app(config: CityConfig) -> Any:
@@ -48,14 +53,12 @@ def fleet_app(config: CityConfig) -> Any:
     return fleet_deployment(replicas).options(ray_actor_options={"num_cpus": 0.25}).bind(detectors, board, 0.5)
 
 
-def wait_for_cameras(handle: Any, count: int, timeout: float = 60) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for_cameras(handle: Any, count: int, timeout: float = 120) -> dict[str, dict[str, Any]]:
+    def reported() -> dict[str, dict[str, Any]] | None:
         cameras = {c["camera_id"]: c for c in handle.health.remote().result()["cameras"]}
-        if len(cameras) == count:
-            return cameras
-        assert time.monotonic() < deadline, f"{len(cameras)} of {count} cameras reported"
-        time.sleep(0.5)
+        return cameras if len(cameras) == count else None
+
+    return wait_until(reported, timeout, f"{count} cameras reported", every=0.5)
 
 
 def test_two_fleet_replicas_share_the_cameras_and_report_them_all(tmp_path: Path, s3_server: S3Endpoint) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -22,20 +21,14 @@ from citywatch.pipelines.snapshots import Snapshots, SnapshotStore
 from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
+from tests.clock import FakeClock
 from tests.pipelines.test_fleet import StillReader, document
 from tests.serving.api_support import make_api
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.waiting import wait_until_async
 
 
 def test_dashboard_days_are_the_citys_days(s3_server: S3Endpoint, tmp_path: Path) -> None:
-    clock = Clock(datetime(2026, 5, 4, 15, 30, tzinfo=UTC))  # 23:30 in Shanghai, 4 May
+    clock = FakeClock(datetime(2026, 5, 4, 15, 30, tzinfo=UTC))  # 23:30 in Shanghai, 4 May
     api = make_api(f"sqlite:///{tmp_path / 'cases.db'}", s3_server, tmp_path, clock=clock)
     api.file(1)
     clock.now = datetime(2026, 5, 4, 16, 30, tzinfo=UTC)  # the same UTC day; 00:30 on 5 May in Shanghai
@@ -78,13 +71,15 @@ def test_the_cameras_view_shows_a_real_fleets_zones_and_latest_frame(s3_server: 
     snapshots = Snapshots(store, every=60.0)
 
     async def fleet_report() -> list[dict[str, Any]]:
-        fleet = Fleet(detect_for=lambda _: detect, sink=sink, reader_factory=StreetReader,
-                      clock=ManualClock(datetime.now(UTC)), snapshots=snapshots)  # fmt: skip
+        fleet = Fleet(
+            detect_for=lambda _: detect,
+            sink=sink,
+            reader_factory=StreetReader,
+            clock=ManualClock(datetime.now(UTC)),
+            snapshots=snapshots,
+        )
         await fleet.apply(config)
-        deadline = time.monotonic() + 10
-        while not fleet.health()[0]["snapshots"]:
-            assert time.monotonic() < deadline, fleet.health()
-            await asyncio.sleep(0.05)
+        await wait_until_async(lambda: fleet.health()[0]["snapshots"], 60, "the fleet's first latest frame")
         report = fleet.health()
         await fleet.stop()
         return report

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from citywatch.stack.processes import free_port
 from citywatch.stack.ptz_sim import PtzCameraSim
 from citywatch.stack.rtsp import RtspServer
 from citywatch.stack.s3 import S3Endpoint
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +49,12 @@ def document(s3: S3Endpoint, rtsp_url: str, dome: Any, port: int) -> dict[str, A
     }
     return {
         "storage": {
-            "evidence": {"endpoint": s3.endpoint, "bucket": s3.bucket, "access_key": s3.access_key,
-                         "secret_key": s3.secret_key},
+            "evidence": {
+                "endpoint": s3.endpoint,
+                "bucket": s3.bucket,
+                "access_key": s3.access_key,
+                "secret_key": s3.secret_key,
+            },
             "database": "sqlite:///var/cases.db",
             "spool_dir": "var/spool",
         },
@@ -56,7 +62,7 @@ def document(s3: S3Endpoint, rtsp_url: str, dome: Any, port: int) -> dict[str, A
         "rules": {"zebra": {"type": "presence", "kind": "motor_vehicle_illegal_parking", "classes": ["zebra"]}},
         "cameras": cameras,
         "serving": {"port": port, "detector_cpus": 0.5, "fleet_cpus": 0.25, "max_batch_size": 4},
-    }  # fmt: skip
+    }
 
 
 class City:
@@ -75,25 +81,19 @@ class City:
         return {camera["camera_id"]: camera for camera in self.health()["cameras"]}
 
 
-def wait_for(condition: Any, timeout: float, what: str, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def city(
     tmp_path_factory: pytest.TempPathFactory, s3_server: S3Endpoint, rtsp_server: RtspServer, demo_clip: Path
 ) -> Iterator[City]:
     base = tmp_path_factory.mktemp("reload")
     dome_sim = PtzCameraSim(
-        {"1": demo_clip, "2": demo_clip}, name="reload-dome", move_time=0.5, user="test", password="reload-pass",
+        {"1": demo_clip, "2": demo_clip},
+        name="reload-dome",
+        move_time=0.5,
+        user="test",
+        password="reload-pass",
         log_dir=base / "logs",
-    )  # fmt: skip
+    )
     dome = dome_sim.start()
     try:
         doc = document(s3_server, rtsp_server.urls["demo"], dome, free_port())
@@ -110,10 +110,12 @@ def city(
 
 
 def test_a_camera_and_a_preset_added_to_the_file_patrol_without_restarting_the_others(city: City) -> None:
-    before = wait_for(
+    before = wait_until(
         lambda: (c := city.cameras()).get("lot-a", {}).get("patrol", {}).get("visits", 0) >= 2 and c,
-        120, "lot-a's first visits",
-    )  # fmt: skip
+        300,
+        "lot-a's first visits",
+        every=0.25,
+    )
     lot_a = before["lot-a"]["patrol"]
 
     # A new camera, and a second preset on the dome.
@@ -121,7 +123,6 @@ def test_a_camera_and_a_preset_added_to_the_file_patrol_without_restarting_the_o
     cameras["lot-b"] = {"rtsp": cameras["lot-a"]["rtsp"], "presets": {"fixed": QUICK}}
     cameras["dome"] = {**cameras["dome"], "presets": {**cameras["dome"]["presets"], "p2": patrolled("2")}}
     grown = {**city.doc, "cameras": cameras}
-    published = time.monotonic()
     message = city.write(grown)
     assert message is not None and "published" in message, message
 
@@ -132,11 +133,7 @@ def test_a_camera_and_a_preset_added_to_the_file_patrol_without_restarting_the_o
         p2_done = any(v["preset_id"] == "p2" and v["outcome"] == "done" for v in dome.get("recent_visits", []))
         return cameras if lot_b.get("visits", 0) >= 1 and p2_done else None
 
-    after = wait_for(new_ones_patrolled, 90, "lot-b's first visit and a visit of the new preset p2")
-    took = time.monotonic() - published
-    print(f"\nconfig change → lot-b visited and dome/p2 visited: {took:.1f} s")
-    first_visit = wait_for(lambda: city.cameras()["lot-b"]["patrol"]["visits"] >= 1, 5, "lot-b")
-    assert first_visit
+    after = wait_until(new_ones_patrolled, 180, "lot-b's first visit and a visit of the new preset p2", every=0.25)
     # The untouched camera kept its patrol (same start time) and kept visiting through the change.
     assert after["lot-a"]["patrol"]["started_at"] == lot_a["started_at"]
     assert after["lot-a"]["patrol"]["visits"] > lot_a["visits"]
@@ -149,8 +146,18 @@ def test_a_camera_and_a_preset_added_to_the_file_patrol_without_restarting_the_o
     assert message is not None and "refused" in message and "not a duration" in message, message
     message = city.write({**grown, "serving": {**grown["serving"], "port": 1}})
     assert message is not None and "refused" in message and "serving" in message, message
-    time.sleep(3)
-    assert set(city.cameras()) == {"lot-a", "lot-b", "dome"}
+    # Nothing was published: the patrols go on visiting, none of them restarted.
+    at_refusal = city.cameras()
+    later = wait_until(
+        lambda: (c := city.cameras())["lot-a"]["patrol"]["visits"] > at_refusal["lot-a"]["patrol"]["visits"] and c,
+        120,
+        "lot-a's next visit after the refusals",
+        every=0.25,
+    )
+    assert {camera_id: c["patrol"]["started_at"] for camera_id, c in later.items()} == {
+        camera_id: c["patrol"]["started_at"] for camera_id, c in at_refusal.items()
+    }
+    assert set(later) == {"lot-a", "lot-b", "dome"}
     city.write(grown)  # back to the running config: nothing to publish
     city.doc = grown
 
@@ -167,7 +174,17 @@ def restamped_copy(source: Path, target: Path, version: str) -> Path:
     return target
 
 
-def test_the_model_swaps_under_load_and_a_broken_one_is_refused(city: City) -> None:
+def first_frame(clip: Path) -> np.ndarray:
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        ok, image = capture.read()
+    finally:
+        capture.release()
+    assert ok, f"cannot read a frame of {clip}"
+    return image
+
+
+def test_the_model_swaps_under_load_and_a_broken_one_is_refused(city: City, demo_clip: Path) -> None:
     from ray import serve
 
     detector = serve.get_deployment_handle("Detector-default", app_name=APP)
@@ -175,7 +192,9 @@ def test_the_model_swaps_under_load_and_a_broken_one_is_refused(city: City) -> N
     new_model = restamped_copy(BUILTIN_MODELS["coco-yolo11n"], city.base / "coco-next.onnx", "1.0.1-swap")
     cameras_before = city.cameras()
 
-    image = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    image = first_frame(demo_clip)  # parked cars: the answer says which model gave it
+    reference = detector.detect.remote(image).result(timeout_s=60)
+    assert len(reference) > 0
     calls: list[tuple[float, float]] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -193,25 +212,25 @@ def test_the_model_swaps_under_load_and_a_broken_one_is_refused(city: City) -> N
     for worker in workers:
         worker.start()
     try:
-        time.sleep(3)  # load before the swap
+        wait_until(lambda: len(calls) >= 8, 120, "detect calls before the swap")
         swapped = {**city.doc, "detectors": {"default": {"model": str(new_model)}}}
         published = time.monotonic()
         message = city.write(swapped)
         assert message is not None and "published" in message, message
-        info = wait_for(
-            lambda: (d := city.health()["detectors"]["default"])["version"] == "1.0.1-swap" and d, 60, "the swap"
+        info = wait_until(
+            lambda: (d := city.health()["detectors"]["default"])["version"] == "1.0.1-swap" and d,
+            120,
+            "the swap",
+            every=0.25,
         )
         swapped_at = time.monotonic()
-        time.sleep(3)  # load after the swap
+        wait_until(lambda: sum(c[0] >= swapped_at for c in calls) >= 8, 120, "detect calls after the swap")
     finally:
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
     during = [c for c in calls if c[1] >= published and c[0] <= swapped_at]
-    print(
-        f"\nswap under load: {len(calls)} calls, {len(during)} while swapping, {len(failures)} failed; "
-        f"version {old['version']} → {info['version']} {swapped_at - published:.1f} s after the change was published"
-    )
+    print(f"\nswap under load: {len(calls)} calls, {len(during)} while swapping, {len(failures)} failed")
     assert not failures, failures[:3]
     assert len(during) >= 4
     assert info["swaps"] == 1 and info["refused"] is None and info["sha256"] != old["sha256"]
@@ -226,7 +245,13 @@ def test_the_model_swaps_under_load_and_a_broken_one_is_refused(city: City) -> N
     broken.write_bytes(b"not an onnx model" * 100)
     message = city.write({**city.doc, "detectors": {"default": {"model": str(broken)}}})
     assert message is not None and "published" in message, message
-    info = wait_for(lambda: (d := city.health()["detectors"]["default"])["refused"] and d, 60, "the refusal")
+    info = wait_until(
+        lambda: (d := city.health()["detectors"]["default"])["refused"] and d, 120, "the refusal", every=0.25
+    )
     assert "broken.onnx" in info["refused"]["error"] and info["version"] == "1.0.1-swap"
-    assert detector.detect.remote(image).result(timeout_s=30) is not None
+    # The swapped-in copy is the same network: it still finds what the first model found.
+    answer = detector.detect.remote(image).result(timeout_s=60)
+    best, expected = int(answer.confidence.argmax()), int(reference.confidence.argmax())
+    assert answer.class_id[best] == reference.class_id[expected]
+    assert np.allclose(answer.xyxy[best], reference.xyxy[expected], atol=2.0)
     assert detector.info.remote().result()["version"] == "1.0.1-swap"

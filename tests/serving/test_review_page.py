@@ -27,6 +27,7 @@ from citywatch.serving.api import build_api
 from citywatch.serving.i18n import STRINGS
 from citywatch.stack.s3 import S3Endpoint
 from tests.serving.api_support import PASSWORD, T0, Api, make_api
+from tests.waiting import wait_until
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="install the dev extra (playwright)")
 Page = playwright_sync.Page
@@ -44,8 +45,14 @@ def browser() -> Iterator[Any]:
     thread while it runs, and later tests that call asyncio.run() must not find it there."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} missing: `apt-get install -y chromium` (make test installs it)")
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"]  # fmt: skip
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
     with playwright_sync.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
@@ -82,8 +89,15 @@ def _evidence(index: int) -> dict[str, tuple[bytes, str]]:
     annotated = cv2.addWeighted(shade, 0.2, annotated, 0.8, 0)
     cv2.polylines(annotated, [zone], True, (0, 212, 255), 2)
     cv2.rectangle(annotated, (box[0] - 4, box[1] - 4), (box[2] + 4, box[3] + 4), (45, 17, 232), 3)
-    cv2.putText(annotated, f"car 0.{70 + index % 29} | 6 min", (box[0], box[1] - 10), cv2.FONT_HERSHEY_SIMPLEX,
-                0.5, (45, 17, 232), 2)  # fmt: skip
+    cv2.putText(
+        annotated,
+        f"car 0.{70 + index % 29} | 6 min",
+        (box[0], box[1] - 10),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (45, 17, 232),
+        2,
+    )
     crop = frame[box[1] - 20 : box[3] + 20, box[0] - 20 : box[2] + 20]
 
     def jpeg(image: np.ndarray) -> bytes:
@@ -91,8 +105,11 @@ def _evidence(index: int) -> dict[str, tuple[bytes, str]]:
         assert ok
         return data.tobytes()
 
-    return {"annotated": (jpeg(annotated), "image/jpeg"), "crop": (jpeg(crop), "image/jpeg"),
-            "frame": (jpeg(frame), "image/jpeg")}  # fmt: skip
+    return {
+        "annotated": (jpeg(annotated), "image/jpeg"),
+        "crop": (jpeg(crop), "image/jpeg"),
+        "frame": (jpeg(frame), "image/jpeg"),
+    }
 
 
 def seed(api: Api, count: int) -> list[int]:
@@ -101,11 +118,19 @@ def seed(api: Api, count: int) -> list[int]:
     for index in range(count):
         kind = KINDS[index % len(KINDS)]
         observation = Observation(
-            kind=kind, code=CODES[kind], camera_id=("gate-3", "baiyun-0412")[index % 2], preset_id=f"p{index % 3}",
-            zone=f"zone-{index}", rule="illegal_parking", class_name="car", confidence=0.55 + (index % 40) / 100,
-            box=(80.0, 170.0, 200.0, 250.0), first_seen=T0 + timedelta(minutes=index),
-            last_seen=T0 + timedelta(minutes=index + 6), model_version=("yolo11n-v1", "yolo11n-v2")[index % 2],
-        )  # fmt: skip
+            kind=kind,
+            code=CODES[kind],
+            camera_id=("gate-3", "baiyun-0412")[index % 2],
+            preset_id=f"p{index % 3}",
+            zone=f"zone-{index}",
+            rule="illegal_parking",
+            class_name="car",
+            confidence=0.55 + (index % 40) / 100,
+            box=(80.0, 170.0, 200.0, 250.0),
+            first_seen=T0 + timedelta(minutes=index),
+            last_seen=T0 + timedelta(minutes=index + 6),
+            model_version=("yolo11n-v1", "yolo11n-v2")[index % 2],
+        )
         ids.append(api.context.filer.file_observation(observation, _evidence(index)).case_id)
     return ids
 
@@ -116,9 +141,16 @@ KERB = [[0.0, 0.33], [1.0, 0.33], [1.0, 0.4], [0.0, 0.4]]
 
 def _patrol(presets: dict[str, dict[str, Any]], current: str | None, visits: int, missed: int) -> dict[str, Any]:
     """A patrol's health as `CameraPatrol.health()` reports it (the parts the cameras page reads)."""
-    return {"visits": visits, "missed": missed, "presets": list(presets), "zones": presets, "current_preset": current,
-            "next_due": {p: (T0 + timedelta(minutes=15)).isoformat() for p in presets},
-            "detectors": {}, "last_error": None}  # fmt: skip
+    return {
+        "visits": visits,
+        "missed": missed,
+        "presets": list(presets),
+        "zones": presets,
+        "current_preset": current,
+        "next_due": {p: (T0 + timedelta(minutes=15)).isoformat() for p in presets},
+        "detectors": {},
+        "last_error": None,
+    }
 
 
 async def _fleet_health() -> dict[str, Any]:
@@ -127,18 +159,36 @@ async def _fleet_health() -> dict[str, Any]:
     shot = {"key": "live/quiet-7/street.jpg", "captured_at": T0.isoformat(), "width": 640, "height": 360}
     return {
         "cameras": [
-            {"camera_id": "gate-3", "online": True, "offline_since": None, "last_frame_at": T0.isoformat(),
-             "ptz": False, "patrol": _patrol({"p0": {"lot": LOT}}, "p0", 42, 3),
-             "snapshots": {"p0": {**shot, "key": "live/gate-3/p0.jpg"}}},
-            {"camera_id": "quiet-7", "online": True, "offline_since": None, "last_frame_at": T0.isoformat(),
-             "ptz": True, "patrol": _patrol({"street": {"lot": LOT, "kerb": KERB}, "bins": {"bins": KERB}}, "street",
-                                            9, 0),
-             "snapshots": {"street": shot}},
-            {"camera_id": "baiyun-0412", "online": False, "offline_since": T0.isoformat(), "last_frame_at": None,
-             "ptz": False, "patrol": _patrol({"p1": {"lot": LOT}}, None, 7, 5), "snapshots": {}},
+            {
+                "camera_id": "gate-3",
+                "online": True,
+                "offline_since": None,
+                "last_frame_at": T0.isoformat(),
+                "ptz": False,
+                "patrol": _patrol({"p0": {"lot": LOT}}, "p0", 42, 3),
+                "snapshots": {"p0": {**shot, "key": "live/gate-3/p0.jpg"}},
+            },
+            {
+                "camera_id": "quiet-7",
+                "online": True,
+                "offline_since": None,
+                "last_frame_at": T0.isoformat(),
+                "ptz": True,
+                "patrol": _patrol({"street": {"lot": LOT, "kerb": KERB}, "bins": {"bins": KERB}}, "street", 9, 0),
+                "snapshots": {"street": shot},
+            },
+            {
+                "camera_id": "baiyun-0412",
+                "online": False,
+                "offline_since": T0.isoformat(),
+                "last_frame_at": None,
+                "ptz": False,
+                "patrol": _patrol({"p1": {"lot": LOT}}, None, 7, 5),
+                "snapshots": {},
+            },
         ],
         "detectors": {},
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -161,8 +211,9 @@ def site(s3_server: S3Endpoint, tmp_path: Path) -> Iterator[Site]:
     """The real app on a free port, served by uvicorn in a thread."""
     api = make_api(f"sqlite:///{tmp_path / 'cases.db'}", s3_server, tmp_path)
     api.context.health = _fleet_health
-    snapshots = SnapshotStore.from_endpoint(s3_server.endpoint, s3_server.access_key, s3_server.secret_key,
-                                            f"{api.bucket}-live")  # fmt: skip
+    snapshots = SnapshotStore.from_endpoint(
+        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, f"{api.bucket}-live"
+    )
     for key in ("live/quiet-7/street.jpg", "live/gate-3/p0.jpg"):
         snapshots.put(key, _evidence(3)["frame"][0])  # what the fleet's Snapshots would have stored
     api.context.snapshots = snapshots
@@ -171,10 +222,7 @@ def site(s3_server: S3Endpoint, tmp_path: Path) -> Iterator[Site]:
     sock.bind(("127.0.0.1", 0))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start in 10 s"
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 60, "uvicorn to start")
     try:
         yield Site(api, f"http://127.0.0.1:{sock.getsockname()[1]}")
     finally:
@@ -228,8 +276,10 @@ def test_inspector_reviews_with_the_keyboard_bulk_rejects_and_undoes(page: Page,
     wait_count(page, 5)
     audit = site.case(second)["audit"]
     assert (site.state(second), audit[-1]["action"], audit[-1]["comment"]) == (
-        "rejected", "reject", "误检 / False detection"
-    )  # fmt: skip
+        "rejected",
+        "reject",
+        "误检 / False detection",
+    )
 
     third = current_id(page)
     page.keyboard.press("t")

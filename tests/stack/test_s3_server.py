@@ -6,16 +6,17 @@ import hashlib
 import io
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from citywatch.stack.processes import ManagedProcess, StackError, processes_in_groups
 from citywatch.stack.s3 import S3Endpoint, S3Server
+from tests.waiting import wait_until
 
 
 def test_put_get_round_trip_keeps_bytes(s3_server: S3Endpoint) -> None:
@@ -98,13 +99,14 @@ def test_a_child_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
 
 
 def test_a_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
-    proc = ManagedProcess("stubborn", ["sh", "-c", "trap '' TERM; sleep 60 & wait"], log_path=tmp_path / "s.log")
+    log = tmp_path / "s.log"
+    stubborn = "trap '' TERM; echo trapped; sleep 60 & wait"  # `sleep` inherits the ignored TERM
+    proc = ManagedProcess("stubborn", ["sh", "-c", stubborn], log_path=log)
     proc.start()
     assert proc.pid is not None
-    time.sleep(0.2)  # let the shell install its trap
-    started = time.monotonic()
+    wait_until(lambda: "trapped" in log.read_text(), 30, "the shell to ignore SIGTERM")
     proc.stop(timeout=0.5)
-    assert time.monotonic() - started < 3
+    assert proc.returncode == -signal.SIGKILL  # SIGTERM was ignored: only the SIGKILL after the timeout ended it
     assert not proc.running()
     assert processes_in_groups({proc.pid}) == []
 
