@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from citywatch.cases.evidence import EvidenceStore, EvidenceStoreDown, StoredObject, sha256_hex
+from citywatch.cases.records import CaseRecord, EvidenceDraft, EvidenceRecord, Observation
 from citywatch.cases.spool import EvidenceSpool
-from citywatch.cases.store import CaseRecord, CaseStore, EvidenceDraft, EvidenceRecord, Observation
+from citywatch.cases.store import CaseStore
 from citywatch.vision.violation import Violation
 
 log = logging.getLogger(__name__)

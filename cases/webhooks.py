@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from citywatch.cases.db import AuditRow, CaseRow, WebhookAttemptRow, WebhookCursorRow, WebhookDeliveryRow
+from citywatch.cases.records import from_row
 from citywatch.cases.store import CaseStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class RetryPolicy:
         return base * jitter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttemptInfo:
     at: datetime
     status_code: int | None
@@ -71,8 +72,10 @@ class AttemptInfo:
     duration_ms: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveryInfo:
+    """A delivery as the log shows it (the API returns it as it is)."""
+
     id: int
     target: str
     case_id: int
@@ -312,12 +315,5 @@ class WebhookOutbox:
 
 
 def _info(row: WebhookDeliveryRow, *, with_attempts: bool) -> DeliveryInfo:
-    attempts: tuple[AttemptInfo, ...] = ()
-    if with_attempts:
-        attempts = tuple(AttemptInfo(a.at, a.status_code, a.error, a.duration_ms) for a in row.attempt_log)
-    return DeliveryInfo(
-        id=row.id, target=row.target, case_id=row.case_id, audit_id=row.audit_id, event=row.event,
-        idempotency_key=row.idempotency_key, state=row.state, attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at, created_at=row.created_at, delivered_at=row.delivered_at,
-        last_status=row.last_status, last_error=row.last_error, attempt_log=attempts,
-    )  # fmt: skip
+    attempts = tuple(from_row(AttemptInfo, a) for a in row.attempt_log) if with_attempts else ()
+    return from_row(DeliveryInfo, row, attempt_log=attempts)
