@@ -18,11 +18,12 @@ BUSY_TIMEOUT_MS = 15_000
 WRITE_OPTION = "citywatch_write"
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
-    """An engine for `url`; a SQLite file's folder is created. PostgreSQL pools `pool_size` connections."""
+def create_engine(url: str, *, pool_size: int = 10, make_folder: bool = True) -> sa.Engine:
+    """An engine for `url`; a SQLite file's folder is created (unless `make_folder` is False). PostgreSQL pools
+    `pool_size` connections."""
     parsed = sa.make_url(url)
     folder = sqlite_folder(parsed)
-    if folder is not None:
+    if folder is not None and make_folder:
         folder.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Self, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 import urllib3
@@ -48,6 +49,16 @@ class EvidenceNotFound(EvidenceError, LookupError):
 
 class EvidenceConflict(EvidenceError):
     """An object already exists under this key with different bytes; evidence is never overwritten."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """`s3_client`'s options, passed through by the stores' `from_endpoint` (the defaults are s3_client's)."""
+
+    secure: bool
+    region: str | None
+    connect_timeout: float
+    read_timeout: float
+    retries: int
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,7 @@ def s3_client(
             raise_on_status=False,
         ),
     )
-    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
-                 http_client=http)  # fmt: skip
+    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http)
 
 
 def ensure_bucket(client: Minio, bucket: str, *, object_lock: bool = False) -> None:
@@ -106,8 +116,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class EvidenceStore:
-    """One bucket of evidence objects."""
+class S3Bucket:
+    """One bucket on an S3 endpoint: the client, and the one place its failures become EvidenceStoreDown."""
+
+    what = "object store"
+    """What the bucket holds, for error messages."""
 
     def __init__(self, client: Minio, bucket: str, *, endpoint: str = "(S3 endpoint)") -> None:
         self._client = client
@@ -117,30 +130,50 @@ class EvidenceStore:
 
     @classmethod
     def from_endpoint(
-        cls,
-        endpoint: str,
-        access_key: str,
-        secret_key: str,
-        bucket: str,
-        *,
-        secure: bool = False,
-        region: str | None = "us-east-1",
-        connect_timeout: float = 2.0,
-        read_timeout: float = 5.0,
-        retries: int = 1,
-    ) -> EvidenceStore:
+        cls, endpoint: str, access_key: str, secret_key: str, bucket: str, **client: Unpack[ClientOptions]
+    ) -> Self:
         """A store on `s3_client` (short timeouts, one retry, no region lookup)."""
-        client = s3_client(
-            endpoint, access_key, secret_key, secure=secure, region=region,
-            connect_timeout=connect_timeout, read_timeout=read_timeout, retries=retries,
-        )  # fmt: skip
-        return cls(client, bucket, endpoint=endpoint)
+        return cls(s3_client(endpoint, access_key, secret_key, **client), bucket, endpoint=endpoint)
 
     def _down(self, action: str, key: str | None, cause: BaseException) -> EvidenceStoreDown:
         where = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket!r}"
         return EvidenceStoreDown(
-            f"evidence store {self._endpoint} could not {action} {where}: {type(cause).__name__}: {cause}"
+            f"{self.what} {self._endpoint} could not {action} {where}: {type(cause).__name__}: {cause}"
         )
+
+    def get(self, key: str) -> bytes:
+        response = None
+        try:
+            response = self._client.get_object(self.bucket, key)
+            return response.read()
+        except S3Error as error:
+            if error.code in _NOT_FOUND_CODES:
+                raise EvidenceNotFound(f"no object s3://{self.bucket}/{key}") from error
+            raise self._down("read", key, error) from error
+        except S3_UNAVAILABLE as error:
+            raise self._down("read", key, error) from error
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+
+    def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
+        """A URL anyone holding it can GET until it expires (S3 allows at most 7 days).
+
+        The URL names the endpoint this store was built with: a browser must be able to reach that address.
+        Signed locally (the client knows its region): works while the store is down.
+        """
+        try:
+            return self._client.presigned_get_object(self.bucket, key, expires=expires)
+        except S3_UNAVAILABLE as error:
+            # Only reached when the region must be looked up (region=None) and the store is down.
+            raise self._down("sign a URL for", key, error) from error
+
+
+class EvidenceStore(S3Bucket):
+    """One bucket of evidence objects."""
+
+    what = "evidence store"
 
     def ensure_bucket(self, *, object_lock: bool = False) -> None:
         """Create the bucket if it is missing (safe when several processes race to create it).
@@ -239,33 +272,6 @@ class EvidenceStore:
         except S3_UNAVAILABLE as error:
             raise self._down("write", key, error) from error
         return stored
-
-    def get(self, key: str) -> bytes:
-        response = None
-        try:
-            response = self._client.get_object(self.bucket, key)
-            return response.read()
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
-            raise self._down("read", key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down("read", key, error) from error
-        finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
-
-    def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
-        """A URL anyone holding it can GET until it expires (S3 allows at most 7 days).
-
-        The URL names the endpoint this store was built with: a browser must be able to reach that address.
-        """
-        try:
-            return self._client.presigned_get_object(self.bucket, key, expires=expires)
-        except S3_UNAVAILABLE as error:
-            # Only reached when the region must be looked up (region=None) and the store is down.
-            raise self._down("sign a URL for", key, error) from error
 
 
 def _encode_metadata(metadata: dict[str, str]) -> dict[str, str | list[str] | tuple[str]]:

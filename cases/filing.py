@@ -222,13 +222,16 @@ class CaseFiler:
         if respooled or stored:
             log.warning(
                 "evidence recovery: %d object(s) re-spooled from staging, %d found already stored",
-                len(respooled), len(stored),
-            )  # fmt: skip
+                len(respooled),
+                len(stored),
+            )
         if lost:
             log.error(
                 "evidence LOST for %d row(s) (in neither spool, staging nor %s): %s",
-                len(lost), self._evidence.bucket, ", ".join(lost[:20]),
-            )  # fmt: skip
+                len(lost),
+                self._evidence.bucket,
+                ", ".join(lost[:20]),
+            )
         return report
 
     def _upload(

@@ -108,9 +108,10 @@ class CaseStore:
         pool_size: int = 10,
         migrate: bool = True,
     ) -> CaseStore:
-        """Open the database at `url` and migrate it to the newest schema (`migrate=False`: read it as it is,
-        as a dataset build does); a SQLite file's folder is created."""
-        store = cls(create_engine(url, pool_size=pool_size), clock=clock, policy=policy)
+        """Open the database at `url` and migrate it to the newest schema; a SQLite file's folder is created.
+        `migrate=False` opens it as it is, creating nothing (a dataset build only reads it)."""
+        engine = create_engine(url, pool_size=pool_size, make_folder=migrate)
+        store = cls(engine, clock=clock, policy=policy)
         if migrate:
             store.migrate()
         return store

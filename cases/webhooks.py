@@ -146,11 +146,18 @@ class WebhookOutbox:
                 for audit_id, case_id, action in session.execute(query.order_by(AuditRow.id)):
                     session.add(
                         WebhookDeliveryRow(
-                            target=target.name, audit_id=audit_id, case_id=case_id, event=event_name(action),
-                            idempotency_key=f"citywatch-{target.name}-{audit_id}", state=PENDING, attempts=0,
-                            next_attempt_at=now, created_at=now, last_error="",
+                            target=target.name,
+                            audit_id=audit_id,
+                            case_id=case_id,
+                            event=event_name(action),
+                            idempotency_key=f"citywatch-{target.name}-{audit_id}",
+                            state=PENDING,
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                            last_error="",
                         )
-                    )  # fmt: skip
+                    )
                     created += 1
                 cursor.last_audit_id = newest
         return created
@@ -234,12 +241,18 @@ class WebhookOutbox:
             snapshot = None
             if case is not None:
                 snapshot = {
-                    "id": case.id, "kind": case.kind, "code": case.code, "state": case.state,
-                    "camera_id": case.camera_id, "preset_id": case.preset_id, "zone": case.zone,
-                    "source": case.source, "created_at": case.created_at.isoformat(),
+                    "id": case.id,
+                    "kind": case.kind,
+                    "code": case.code,
+                    "state": case.state,
+                    "camera_id": case.camera_id,
+                    "preset_id": case.preset_id,
+                    "zone": case.zone,
+                    "source": case.source,
+                    "created_at": case.created_at.isoformat(),
                     "due_at": case.due_at.isoformat() if case.due_at else None,
                     "location": [case.latitude, case.longitude] if case.latitude is not None else None,
-                }  # fmt: skip
+                }
             return {
                 "id": key,
                 "event": event,

@@ -211,9 +211,13 @@ def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> Non
             latitude, longitude = location
             properties = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
             features.append(
-                {"type": "Feature", "id": case.id, "properties": properties,
-                 "geometry": {"type": "Point", "coordinates": [longitude, latitude]}}  # GeoJSON is lon, lat
-            )  # fmt: skip
+                {
+                    "type": "Feature",
+                    "id": case.id,
+                    "properties": properties,
+                    "geometry": {"type": "Point", "coordinates": [longitude, latitude]},
+                }  # GeoJSON is lon, lat
+            )
         return {"type": "FeatureCollection", "features": features, "without_location": unplaced}
 
 
@@ -235,9 +239,13 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
         """Move the case through the workflow: review, confirm, reject (reason required), dispatch (with an
         optional target department), handle, verify, close, reopen, undo (one's own recent confirm/reject)."""
         case = context.workflow.act(
-            case_id, action, actor=principal.username, role=principal.role, comment=body.comment,
+            case_id,
+            action,
+            actor=principal.username,
+            role=principal.role,
+            comment=body.comment,
             details=_action_details(action, body),
-        )  # fmt: skip
+        )
         return views.detail(case, principal)
 
     @router.post("/cases/actions/{action}")
@@ -255,8 +263,14 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
         refused: list[BulkRefusal] = []
         for case_id in body.ids:
             try:
-                context.workflow.act(case_id, action, actor=principal.username, role=principal.role,
-                                     comment=body.comment, details=details)  # fmt: skip
+                context.workflow.act(
+                    case_id,
+                    action,
+                    actor=principal.username,
+                    role=principal.role,
+                    comment=body.comment,
+                    details=details,
+                )
             except Exception as error:
                 status = status_of(error)
                 if status is None:
@@ -275,9 +289,13 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
             names = sorted([*KINDS, *context.device_kinds])
             raise HTTPException(422, detail=f"unknown kind {body.kind!r}; known: {', '.join(names)}")
         case = context.workflow.correct_kind(
-            case_id, kind=body.kind, code=known.code, actor=principal.username, role=principal.role,
+            case_id,
+            kind=body.kind,
+            code=known.code,
+            actor=principal.username,
+            role=principal.role,
             comment=body.comment,
-        )  # fmt: skip
+        )
         return views.detail(case, principal)
 
     @router.post("/cases/{case_id}/comments", status_code=201)
@@ -286,10 +304,28 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
 
 
 _CSV_COLUMNS = (
-    "id", "code", "kind", "name_zh", "name_en", "state", "source", "camera_id", "preset_id", "zone", "class_name",
-    "confidence", "first_seen", "last_seen", "created_at", "due_at", "overdue", "observations", "department",
-    "latitude", "longitude",
-)  # fmt: skip
+    "id",
+    "code",
+    "kind",
+    "name_zh",
+    "name_en",
+    "state",
+    "source",
+    "camera_id",
+    "preset_id",
+    "zone",
+    "class_name",
+    "confidence",
+    "first_seen",
+    "last_seen",
+    "created_at",
+    "due_at",
+    "overdue",
+    "observations",
+    "department",
+    "latitude",
+    "longitude",
+)
 
 
 def _csv_cell(value: Any) -> str:

@@ -34,23 +34,36 @@ def ops_router(context: ApiContext, require: Callable[[Permission], Callable[...
             raise HTTPException(404, detail=f"unknown device {event.device_id!r}: register it under devices")
         if event.kind not in registered.kinds:
             raise HTTPException(
-                422, detail=f"device {event.device_id!r} may report {', '.join(sorted(registered.kinds))}, "
-                f"not {event.kind!r}"
-            )  # fmt: skip
+                422,
+                detail=f"device {event.device_id!r} may report {', '.join(sorted(registered.kinds))}, "
+                f"not {event.kind!r}",
+            )
         kind = context.device_kinds[event.kind]
         record = {**event.model_dump(mode="json"), "reported_by": principal.username}
         observation = Observation(
-            kind=event.kind, code=kind.code, camera_id=event.device_id, preset_id=None, zone="device",
-            rule=f"device:{event.kind}", class_name="sensor", confidence=1.0, box=_WHOLE,
-            first_seen=event.observed_at, last_seen=event.observed_at, source="device",
-            location=registered.location, details={"readings": event.readings, "message": event.message},
-        )  # fmt: skip
+            kind=event.kind,
+            code=kind.code,
+            camera_id=event.device_id,
+            preset_id=None,
+            zone="device",
+            rule=f"device:{event.kind}",
+            class_name="sensor",
+            confidence=1.0,
+            box=_WHOLE,
+            first_seen=event.observed_at,
+            last_seen=event.observed_at,
+            source="device",
+            location=registered.location,
+            details={"readings": event.readings, "message": event.message},
+        )
         body = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
         result = context.filer.file_observation(observation, {"event": (body, "application/json")})
         return EventFiled(
-            case_id=result.case_id, created=result.created, suppressed=result.suppressed,
+            case_id=result.case_id,
+            created=result.created,
+            suppressed=result.suppressed,
             evidence_pending=result.evidence_pending,
-        )  # fmt: skip
+        )
 
     def outbox_or_404() -> object:
         if context.outbox is None:
