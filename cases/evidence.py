@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Self, TypedDict, Unpack
@@ -135,6 +136,18 @@ class S3Bucket:
         """A store on `s3_client` (short timeouts, one retry, no region lookup)."""
         return cls(s3_client(endpoint, access_key, secret_key, **client), bucket, endpoint=endpoint)
 
+    @contextmanager
+    def _s3(self, action: str, key: str | None = None) -> Iterator[None]:
+        """Turn the client's failures into EvidenceNotFound (no object under `key`) or EvidenceStoreDown."""
+        try:
+            yield
+        except S3Error as error:
+            if key is not None and error.code in _NOT_FOUND_CODES:
+                raise EvidenceNotFound(f"no object s3://{self.bucket}/{key}") from error
+            raise self._down(action, key, error) from error
+        except S3_UNAVAILABLE as error:
+            raise self._down(action, key, error) from error
+
     def _down(self, action: str, key: str | None, cause: BaseException) -> EvidenceStoreDown:
         where = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket!r}"
         return EvidenceStoreDown(
@@ -142,20 +155,14 @@ class S3Bucket:
         )
 
     def get(self, key: str) -> bytes:
-        response = None
-        try:
+        with self._s3("read", key):
             response = self._client.get_object(self.bucket, key)
-            return response.read()
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                raise EvidenceNotFound(f"no object s3://{self.bucket}/{key}") from error
-            raise self._down("read", key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down("read", key, error) from error
+        try:
+            with self._s3("read", key):
+                return response.read()
         finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
+            response.close()
+            response.release_conn()
 
     def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
         """A URL anyone holding it can GET until it expires (S3 allows at most 7 days).
@@ -163,11 +170,9 @@ class S3Bucket:
         The URL names the endpoint this store was built with: a browser must be able to reach that address.
         Signed locally (the client knows its region): works while the store is down.
         """
-        try:
+        # Fails only when the region must be looked up (region=None) and the store is down.
+        with self._s3("sign a URL for", key):
             return self._client.presigned_get_object(self.bucket, key, expires=expires)
-        except S3_UNAVAILABLE as error:
-            # Only reached when the region must be looked up (region=None) and the store is down.
-            raise self._down("sign a URL for", key, error) from error
 
 
 class EvidenceStore(S3Bucket):
@@ -180,10 +185,8 @@ class EvidenceStore(S3Bucket):
 
         `object_lock`: create it with S3 object lock (needed for retention; it also turns versioning on). An
         existing bucket is left as it is: object lock can only be chosen when a bucket is made."""
-        try:
+        with self._s3("create"):
             ensure_bucket(self._client, self.bucket, object_lock=object_lock)
-        except S3_UNAVAILABLE as error:
-            raise self._down("create", None, error) from error
 
     def protect(self, retention_days: int | None) -> None:
         """Turn versioning on, and with `retention_days` a default COMPLIANCE retention: nobody, not even the
@@ -192,16 +195,14 @@ class EvidenceStore(S3Bucket):
         Retention needs a bucket made with object lock (`ensure_bucket(object_lock=True)`). MinIO refuses it
         on other buckets; SeaweedFS 4 accepts the setting (tested in tests/cases/test_evidence_protection.py).
         """
-        try:
+        with self._s3("protect"):
             self._client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
             if retention_days is not None:
                 self._client.set_object_lock_config(self.bucket, ObjectLockConfig(COMPLIANCE, retention_days, DAYS))
-        except S3_UNAVAILABLE as error:
-            raise self._down("protect", None, error) from error
 
     def protection(self) -> dict[str, str | int | None]:
         """What the bucket enforces now: versioning status, and the default retention mode and days."""
-        try:
+        with self._s3("read the protection of"):
             versioning = self._client.get_bucket_versioning(self.bucket).status
             try:
                 lock = self._client.get_object_lock_config(self.bucket)
@@ -210,8 +211,6 @@ class EvidenceStore(S3Bucket):
                     days *= 365
             except S3Error:  # no object lock configuration on this bucket
                 mode, days = None, None
-        except S3_UNAVAILABLE as error:
-            raise self._down("read the protection of", None, error) from error
         return {"versioning": versioning, "retention_mode": mode, "retention_days": days}
 
     def head(self, key: str) -> StoredObject | None:
@@ -220,13 +219,10 @@ class EvidenceStore(S3Bucket):
 
     def _head(self, key: str, action: str) -> StoredObject | None:
         try:
-            stat = self._client.stat_object(self.bucket, key)
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                return None
-            raise self._down(action, key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down(action, key, error) from error
+            with self._s3(action, key):
+                stat = self._client.stat_object(self.bucket, key)
+        except EvidenceNotFound:
+            return None
         metadata = _decode_metadata(stat.metadata)
         return StoredObject(
             key=key,
@@ -237,14 +233,8 @@ class EvidenceStore(S3Bucket):
 
     def metadata(self, key: str) -> dict[str, str]:
         """The object's user metadata, decoded (keys without the x-amz-meta- prefix)."""
-        try:
+        with self._s3("stat", key):
             stat = self._client.stat_object(self.bucket, key)
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
-            raise self._down("stat", key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down("stat", key, error) from error
         return _decode_metadata(stat.metadata)
 
     def put(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> StoredObject:
@@ -265,12 +255,10 @@ class EvidenceStore(S3Bucket):
                 f"({existing.size} bytes); refusing to overwrite with {digest} ({len(data)} bytes)"
             )
         headers = _encode_metadata({**metadata, SHA256_METADATA: digest})
-        try:
+        with self._s3("write", key):
             self._client.put_object(
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
             )
-        except S3_UNAVAILABLE as error:
-            raise self._down("write", key, error) from error
         return stored
 
 

@@ -10,7 +10,7 @@ import io
 
 from minio import Minio
 
-from citywatch.cases.evidence import S3_UNAVAILABLE, S3Bucket, ensure_bucket
+from citywatch.cases.evidence import S3Bucket, ensure_bucket
 
 
 class SnapshotStore(S3Bucket):
@@ -25,10 +25,8 @@ class SnapshotStore(S3Bucket):
     def put(self, key: str, jpeg: bytes) -> None:
         """Store (or replace) one JPEG picture, making the bucket on first use; EvidenceStoreDown when the
         store cannot take it."""
-        try:
+        with self._s3("store", key):
             if not self._bucket_ready:
                 ensure_bucket(self._client, self.bucket)
                 self._bucket_ready = True
             self._client.put_object(self.bucket, key, io.BytesIO(jpeg), len(jpeg), content_type="image/jpeg")
-        except S3_UNAVAILABLE as error:
-            raise self._down("store", key, error) from error
