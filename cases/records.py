@@ -38,6 +38,10 @@ def field_values(record: object, of: type | None = None) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class EvidenceRecord:
+    # Its own (default) config: inside a case it would take the case's, and its optional fields would turn
+    # required in the API's schema.
+    __pydantic_config__ = ConfigDict()
+
     role: str
     key: str
     sha256: str
