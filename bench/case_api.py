@@ -32,7 +32,7 @@ from common import environment, write_results
 from citywatch.cases.db import CaseRow
 from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.lifecycle import Role, State
-from citywatch.cases.store import CaseStore
+from citywatch.cases.store import CaseFilter, CaseStore
 from citywatch.serving.api import ApiContext, build_api
 from citywatch.stack.postgres import PostgresServer
 
@@ -156,8 +156,9 @@ def measure(store: CaseStore, clients: int, requests: int) -> dict[str, Any]:
         if "q" in params:
             params["text"] = params.pop("q")
         start = time.perf_counter()
-        store.list_cases(limit=50, with_evidence=False, **params)
-        store.count_cases(**params)
+        where = CaseFilter(**params)
+        store.list_cases(where, limit=50, with_evidence=False)
+        store.count_cases(where)
         direct.append(time.perf_counter() - start)
     return {
         "http_p50_ms": 1000 * percentile(latencies, 0.50),

@@ -10,13 +10,17 @@ from citywatch.cases.evidence import (
 )
 from citywatch.cases.filing import CaseFiler, FilingError, FilingResult, evidence_key
 from citywatch.cases.lifecycle import CLOSED_STATES
+from citywatch.cases.observations import AUTO_FILED
+from citywatch.cases.queries import CaseFilter
+from citywatch.cases.records import CaseRecord, EvidenceRecord, Observation
 from citywatch.cases.spool import EvidenceSpool, SpoolError
-from citywatch.cases.store import AUTO_FILED, CaseRecord, CaseStore, EvidenceRecord
+from citywatch.cases.store import CaseStore
 
 __all__ = [
     "AUTO_FILED",
     "CLOSED_STATES",
     "CaseFiler",
+    "CaseFilter",
     "CaseRecord",
     "CaseStore",
     "EvidenceConflict",
@@ -28,6 +32,7 @@ __all__ = [
     "EvidenceStoreDown",
     "FilingError",
     "FilingResult",
+    "Observation",
     "SpoolError",
     "StoredObject",
     "evidence_key",

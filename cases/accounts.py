@@ -87,9 +87,14 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         expected = base64.b64decode(digest)
         actual = hashlib.scrypt(
-            password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-            dklen=len(expected), maxmem=64 * 1024 * 1024,
-        )  # fmt: skip
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=64 * 1024 * 1024,
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -163,10 +168,15 @@ class AccountStore:
                 raise AccountNotFound(f"no user {username!r}")
             session.add(
                 ApiKeyRow(
-                    user_id=user.id, key_id=key_id, secret_sha256=_sha256(secret), name=name[:64], created_at=now,
-                    expires_at=None if expires_in is None else now + expires_in, revoked=False,
+                    user_id=user.id,
+                    key_id=key_id,
+                    secret_sha256=_sha256(secret),
+                    name=name[:64],
+                    created_at=now,
+                    expires_at=None if expires_in is None else now + expires_in,
+                    revoked=False,
                 )
-            )  # fmt: skip
+            )
         return f"{API_KEY_PREFIX}{key_id}_{secret}"
 
     def list_api_keys(self, username: str) -> list[ApiKeyInfo]:

@@ -99,6 +99,25 @@ class CaseRow(Base):
         back_populates="case", order_by="EvidenceRow.id", cascade="all, delete-orphan"
     )
 
+    # The record's view of the box and location columns (cases/records.py reads and writes fields by name).
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (self.box_x1, self.box_y1, self.box_x2, self.box_y2)
+
+    @box.setter
+    def box(self, value: tuple[float, float, float, float]) -> None:
+        self.box_x1, self.box_y1, self.box_x2, self.box_y2 = value
+
+    @property
+    def location(self) -> tuple[float, float] | None:
+        if self.latitude is None or self.longitude is None:
+            return None
+        return (self.latitude, self.longitude)
+
+    @location.setter
+    def location(self, value: tuple[float, float] | None) -> None:
+        self.latitude, self.longitude = value if value is not None else (None, None)
+
     __table_args__ = (
         # find_open_match's lookup: open cases of one camera/zone/kind.
         Index("ix_cases_match", "camera_id", "zone", "kind", "state"),

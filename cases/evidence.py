@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Self, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 import urllib3
@@ -48,6 +50,16 @@ class EvidenceNotFound(EvidenceError, LookupError):
 
 class EvidenceConflict(EvidenceError):
     """An object already exists under this key with different bytes; evidence is never overwritten."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """`s3_client`'s options, passed through by the stores' `from_endpoint` (the defaults are s3_client's)."""
+
+    secure: bool
+    region: str | None
+    connect_timeout: float
+    read_timeout: float
+    retries: int
 
 
 @dataclass(frozen=True)
@@ -88,8 +100,7 @@ def s3_client(
             raise_on_status=False,
         ),
     )
-    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
-                 http_client=http)  # fmt: skip
+    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http)
 
 
 def ensure_bucket(client: Minio, bucket: str, *, object_lock: bool = False) -> None:
@@ -106,8 +117,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class EvidenceStore:
-    """One bucket of evidence objects."""
+class S3Bucket:
+    """One bucket on an S3 endpoint: the client, and the one place its failures become EvidenceStoreDown."""
+
+    what = "object store"
+    """What the bucket holds, for error messages."""
 
     def __init__(self, client: Minio, bucket: str, *, endpoint: str = "(S3 endpoint)") -> None:
         self._client = client
@@ -117,40 +131,62 @@ class EvidenceStore:
 
     @classmethod
     def from_endpoint(
-        cls,
-        endpoint: str,
-        access_key: str,
-        secret_key: str,
-        bucket: str,
-        *,
-        secure: bool = False,
-        region: str | None = "us-east-1",
-        connect_timeout: float = 2.0,
-        read_timeout: float = 5.0,
-        retries: int = 1,
-    ) -> EvidenceStore:
+        cls, endpoint: str, access_key: str, secret_key: str, bucket: str, **client: Unpack[ClientOptions]
+    ) -> Self:
         """A store on `s3_client` (short timeouts, one retry, no region lookup)."""
-        client = s3_client(
-            endpoint, access_key, secret_key, secure=secure, region=region,
-            connect_timeout=connect_timeout, read_timeout=read_timeout, retries=retries,
-        )  # fmt: skip
-        return cls(client, bucket, endpoint=endpoint)
+        return cls(s3_client(endpoint, access_key, secret_key, **client), bucket, endpoint=endpoint)
+
+    @contextmanager
+    def _s3(self, action: str, key: str | None = None) -> Iterator[None]:
+        """Turn the client's failures into EvidenceNotFound (no object under `key`) or EvidenceStoreDown."""
+        try:
+            yield
+        except S3Error as error:
+            if key is not None and error.code in _NOT_FOUND_CODES:
+                raise EvidenceNotFound(f"no object s3://{self.bucket}/{key}") from error
+            raise self._down(action, key, error) from error
+        except S3_UNAVAILABLE as error:
+            raise self._down(action, key, error) from error
 
     def _down(self, action: str, key: str | None, cause: BaseException) -> EvidenceStoreDown:
         where = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket!r}"
         return EvidenceStoreDown(
-            f"evidence store {self._endpoint} could not {action} {where}: {type(cause).__name__}: {cause}"
+            f"{self.what} {self._endpoint} could not {action} {where}: {type(cause).__name__}: {cause}"
         )
+
+    def get(self, key: str) -> bytes:
+        with self._s3("read", key):
+            response = self._client.get_object(self.bucket, key)
+        try:
+            with self._s3("read", key):
+                return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
+        """A URL anyone holding it can GET until it expires (S3 allows at most 7 days).
+
+        The URL names the endpoint this store was built with: a browser must be able to reach that address.
+        Signed locally (the client knows its region): works while the store is down.
+        """
+        # Fails only when the region must be looked up (region=None) and the store is down.
+        with self._s3("sign a URL for", key):
+            return self._client.presigned_get_object(self.bucket, key, expires=expires)
+
+
+class EvidenceStore(S3Bucket):
+    """One bucket of evidence objects."""
+
+    what = "evidence store"
 
     def ensure_bucket(self, *, object_lock: bool = False) -> None:
         """Create the bucket if it is missing (safe when several processes race to create it).
 
         `object_lock`: create it with S3 object lock (needed for retention; it also turns versioning on). An
         existing bucket is left as it is: object lock can only be chosen when a bucket is made."""
-        try:
+        with self._s3("create"):
             ensure_bucket(self._client, self.bucket, object_lock=object_lock)
-        except S3_UNAVAILABLE as error:
-            raise self._down("create", None, error) from error
 
     def protect(self, retention_days: int | None) -> None:
         """Turn versioning on, and with `retention_days` a default COMPLIANCE retention: nobody, not even the
@@ -159,16 +195,14 @@ class EvidenceStore:
         Retention needs a bucket made with object lock (`ensure_bucket(object_lock=True)`). MinIO refuses it
         on other buckets; SeaweedFS 4 accepts the setting (tested in tests/cases/test_evidence_protection.py).
         """
-        try:
+        with self._s3("protect"):
             self._client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
             if retention_days is not None:
                 self._client.set_object_lock_config(self.bucket, ObjectLockConfig(COMPLIANCE, retention_days, DAYS))
-        except S3_UNAVAILABLE as error:
-            raise self._down("protect", None, error) from error
 
     def protection(self) -> dict[str, str | int | None]:
         """What the bucket enforces now: versioning status, and the default retention mode and days."""
-        try:
+        with self._s3("read the protection of"):
             versioning = self._client.get_bucket_versioning(self.bucket).status
             try:
                 lock = self._client.get_object_lock_config(self.bucket)
@@ -177,8 +211,6 @@ class EvidenceStore:
                     days *= 365
             except S3Error:  # no object lock configuration on this bucket
                 mode, days = None, None
-        except S3_UNAVAILABLE as error:
-            raise self._down("read the protection of", None, error) from error
         return {"versioning": versioning, "retention_mode": mode, "retention_days": days}
 
     def head(self, key: str) -> StoredObject | None:
@@ -187,13 +219,10 @@ class EvidenceStore:
 
     def _head(self, key: str, action: str) -> StoredObject | None:
         try:
-            stat = self._client.stat_object(self.bucket, key)
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                return None
-            raise self._down(action, key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down(action, key, error) from error
+            with self._s3(action, key):
+                stat = self._client.stat_object(self.bucket, key)
+        except EvidenceNotFound:
+            return None
         metadata = _decode_metadata(stat.metadata)
         return StoredObject(
             key=key,
@@ -204,14 +233,8 @@ class EvidenceStore:
 
     def metadata(self, key: str) -> dict[str, str]:
         """The object's user metadata, decoded (keys without the x-amz-meta- prefix)."""
-        try:
+        with self._s3("stat", key):
             stat = self._client.stat_object(self.bucket, key)
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
-            raise self._down("stat", key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down("stat", key, error) from error
         return _decode_metadata(stat.metadata)
 
     def put(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> StoredObject:
@@ -232,40 +255,11 @@ class EvidenceStore:
                 f"({existing.size} bytes); refusing to overwrite with {digest} ({len(data)} bytes)"
             )
         headers = _encode_metadata({**metadata, SHA256_METADATA: digest})
-        try:
+        with self._s3("write", key):
             self._client.put_object(
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
             )
-        except S3_UNAVAILABLE as error:
-            raise self._down("write", key, error) from error
         return stored
-
-    def get(self, key: str) -> bytes:
-        response = None
-        try:
-            response = self._client.get_object(self.bucket, key)
-            return response.read()
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                raise EvidenceNotFound(f"no evidence object s3://{self.bucket}/{key}") from error
-            raise self._down("read", key, error) from error
-        except S3_UNAVAILABLE as error:
-            raise self._down("read", key, error) from error
-        finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
-
-    def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
-        """A URL anyone holding it can GET until it expires (S3 allows at most 7 days).
-
-        The URL names the endpoint this store was built with: a browser must be able to reach that address.
-        """
-        try:
-            return self._client.presigned_get_object(self.bucket, key, expires=expires)
-        except S3_UNAVAILABLE as error:
-            # Only reached when the region must be looked up (region=None) and the store is down.
-            raise self._down("sign a URL for", key, error) from error
 
 
 def _encode_metadata(metadata: dict[str, str]) -> dict[str, str | list[str] | tuple[str]]:

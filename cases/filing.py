@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from citywatch.cases.evidence import EvidenceStore, EvidenceStoreDown, StoredObject, sha256_hex
+from citywatch.cases.records import CaseRecord, EvidenceDraft, EvidenceRecord, Observation
 from citywatch.cases.spool import EvidenceSpool
-from citywatch.cases.store import CaseRecord, CaseStore, EvidenceDraft, EvidenceRecord, Observation
+from citywatch.cases.store import CaseStore
 from citywatch.vision.violation import Violation
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,16 @@ class CaseFiler:
         if respooled or stored:
             log.warning(
                 "evidence recovery: %d object(s) re-spooled from staging, %d found already stored",
-                len(respooled), len(stored),
-            )  # fmt: skip
+                len(respooled),
+                len(stored),
+            )
         if lost:
             log.error(
                 "evidence LOST for %d row(s) (in neither spool, staging nor %s): %s",
-                len(lost), self._evidence.bucket, ", ".join(lost[:20]),
-            )  # fmt: skip
+                len(lost),
+                self._evidence.bucket,
+                ", ".join(lost[:20]),
+            )
         return report
 
     def _upload(

@@ -85,17 +85,9 @@ class EvidenceSpool:
         }
         # ensure_ascii keeps the header one line whatever the metadata holds.
         payload = json.dumps(header, ensure_ascii=True).encode("ascii") + b"\n" + data
-        final = self._path_for(key)
-        temp = self.directory / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
-            with temp.open("xb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, final)
-            _fsync_directory(self.directory)
+            _write_durably(self._path_for(key), payload)
         except OSError as error:
-            temp.unlink(missing_ok=True)
             raise SpoolError(f"could not spool evidence {key!r} to {self.directory}: {error}") from error
 
     def pending(self) -> int:
@@ -121,16 +113,9 @@ class EvidenceSpool:
         final = self.staging / digest
         if final.exists():
             return digest
-        temp = self.staging / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
-            with temp.open("xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, final)
-            _fsync_directory(self.staging)
+            _write_durably(final, data)
         except OSError as error:
-            temp.unlink(missing_ok=True)
             raise SpoolError(f"could not stage evidence {digest[:12]} in {self.staging}: {error}") from error
         return digest
 
@@ -251,6 +236,22 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
+
+
+def _write_durably(final: Path, data: bytes) -> None:
+    """Write `data` to `final` so that a crash leaves the whole file or none: a temporary file in the same folder,
+    fsynced, renamed into place, then the folder fsynced. The temporary file is removed if this fails."""
+    temp = final.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+    try:
+        with temp.open("xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+        _fsync_directory(final.parent)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_directory(directory: Path) -> None:

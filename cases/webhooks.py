@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from citywatch.cases.db import AuditRow, CaseRow, WebhookAttemptRow, WebhookCursorRow, WebhookDeliveryRow
+from citywatch.cases.records import from_row
 from citywatch.cases.store import CaseStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class RetryPolicy:
         return base * jitter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttemptInfo:
     at: datetime
     status_code: int | None
@@ -71,8 +72,10 @@ class AttemptInfo:
     duration_ms: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveryInfo:
+    """A delivery as the log shows it (the API returns it as it is)."""
+
     id: int
     target: str
     case_id: int
@@ -143,11 +146,18 @@ class WebhookOutbox:
                 for audit_id, case_id, action in session.execute(query.order_by(AuditRow.id)):
                     session.add(
                         WebhookDeliveryRow(
-                            target=target.name, audit_id=audit_id, case_id=case_id, event=event_name(action),
-                            idempotency_key=f"citywatch-{target.name}-{audit_id}", state=PENDING, attempts=0,
-                            next_attempt_at=now, created_at=now, last_error="",
+                            target=target.name,
+                            audit_id=audit_id,
+                            case_id=case_id,
+                            event=event_name(action),
+                            idempotency_key=f"citywatch-{target.name}-{audit_id}",
+                            state=PENDING,
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                            last_error="",
                         )
-                    )  # fmt: skip
+                    )
                     created += 1
                 cursor.last_audit_id = newest
         return created
@@ -231,12 +241,18 @@ class WebhookOutbox:
             snapshot = None
             if case is not None:
                 snapshot = {
-                    "id": case.id, "kind": case.kind, "code": case.code, "state": case.state,
-                    "camera_id": case.camera_id, "preset_id": case.preset_id, "zone": case.zone,
-                    "source": case.source, "created_at": case.created_at.isoformat(),
+                    "id": case.id,
+                    "kind": case.kind,
+                    "code": case.code,
+                    "state": case.state,
+                    "camera_id": case.camera_id,
+                    "preset_id": case.preset_id,
+                    "zone": case.zone,
+                    "source": case.source,
+                    "created_at": case.created_at.isoformat(),
                     "due_at": case.due_at.isoformat() if case.due_at else None,
                     "location": [case.latitude, case.longitude] if case.latitude is not None else None,
-                }  # fmt: skip
+                }
             return {
                 "id": key,
                 "event": event,
@@ -312,12 +328,5 @@ class WebhookOutbox:
 
 
 def _info(row: WebhookDeliveryRow, *, with_attempts: bool) -> DeliveryInfo:
-    attempts: tuple[AttemptInfo, ...] = ()
-    if with_attempts:
-        attempts = tuple(AttemptInfo(a.at, a.status_code, a.error, a.duration_ms) for a in row.attempt_log)
-    return DeliveryInfo(
-        id=row.id, target=row.target, case_id=row.case_id, audit_id=row.audit_id, event=row.event,
-        idempotency_key=row.idempotency_key, state=row.state, attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at, created_at=row.created_at, delivered_at=row.delivered_at,
-        last_status=row.last_status, last_error=row.last_error, attempt_log=attempts,
-    )  # fmt: skip
+    attempts = tuple(from_row(AttemptInfo, a) for a in row.attempt_log) if with_attempts else ()
+    return from_row(DeliveryInfo, row, attempt_log=attempts)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,7 +29,8 @@ from citywatch.cases.lifecycle import (
     UndoRefused,
     transition_for,
 )
-from citywatch.cases.store import CaseRecord, CaseStore
+from citywatch.cases.records import NOT_SHOWN, CaseRecord, from_row
+from citywatch.cases.store import CaseStore
 
 CORRECT_KIND = "correct_kind"
 COMMENT = "comment"
@@ -40,10 +41,10 @@ class CaseNotFound(LookupError):
     """No case with this id."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditEntry:
     id: int
-    case_id: int
+    case_id: Annotated[int, NOT_SHOWN]
     at: datetime
     actor: str
     action: str
@@ -221,17 +222,7 @@ def _entry(row: AuditRow) -> AuditEntry:
         details = json.loads(row.details or "{}")
     except ValueError:
         details = {"raw": row.details}
-    return AuditEntry(
-        id=row.id,
-        case_id=row.case_id,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        from_state=row.from_state,
-        to_state=row.to_state,
-        comment=row.comment,
-        details=details if isinstance(details, dict) else {"value": details},
-    )
+    return from_row(AuditEntry, row, details=details if isinstance(details, dict) else {"value": details})
 
 
 __all__ = ["COMMENT", "CORRECT_KIND", "AuditEntry", "CaseNotFound", "CaseWorkflow", "State"]

@@ -27,11 +27,11 @@ from datetime import datetime
 
 import cv2
 import numpy as np
-import sqlalchemy as sa
 
 from citywatch.cases.evidence import EvidenceNotFound, EvidenceStore
 from citywatch.cases.lifecycle import Action, State
-from citywatch.cases.store import CaseRecord, CaseStore, EvidenceRecord
+from citywatch.cases.records import CaseRecord, EvidenceRecord
+from citywatch.cases.store import CaseStore
 from citywatch.cases.workflow import CaseWorkflow
 from citywatch.datasets.recipe import CasesSourceConfig, DatasetRecipe
 from citywatch.datasets.sample import Sample
@@ -78,11 +78,9 @@ class CaseReviewSource:
 
     @classmethod
     def from_config(cls, config: CasesSourceConfig, recipe: DatasetRecipe) -> CaseReviewSource:
-        store = CaseStore(sa.create_engine(config.database))  # no migration: read what is there
-        evidence = EvidenceStore.from_endpoint(
-            config.evidence.endpoint, config.evidence.access_key, config.evidence.secret_key,
-            config.evidence.bucket, secure=config.evidence.secure,
-        )  # fmt: skip
+        store = CaseStore.from_url(config.database, migrate=False)  # read what is there
+        s3 = config.evidence
+        evidence = EvidenceStore.from_endpoint(s3.endpoint, s3.access_key, s3.secret_key, s3.bucket, secure=s3.secure)
         return cls(config.name, store, evidence, recipe.class_ids(config))
 
     def cases(self) -> Iterator[CaseRecord]:
@@ -138,9 +136,13 @@ class CaseReviewSource:
             line = f"0 {(x1 + x2) / 2 / width} {(y1 + y2) / 2 / height} {(x2 - x1) / width} {(y2 - y1) / height}"
             # the same checks (clipping, degenerate and outside boxes) as every other source's labels
             labels, drops = check_labels(
-                line, image_size=(height, width), source_names=(case.kind,), class_map={case.kind: class_id},
-                source=self.name, item=item,
-            )  # fmt: skip
+                line,
+                image_size=(height, width),
+                source_names=(case.kind,),
+                class_map={case.kind: class_id},
+                source=self.name,
+                item=item,
+            )
             for drop in drops:
                 report(drop)
             if len(labels) == 0:

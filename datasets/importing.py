@@ -13,12 +13,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 from citywatch.datasets.recipe import DatasetRecipe, RecipeError, SourceConfig
 from citywatch.datasets.sample import Sample
 from citywatch.datasets.validate import Drop, DropReason, check_labels
-from citywatch.datasets.yolo import IMAGE_SUFFIXES
+from citywatch.datasets.yolo import IMAGE_SUFFIXES, DatasetError, read_data_yaml
 
 __all__ = ["YoloFolderSource"]
 
@@ -41,15 +40,9 @@ class YoloFolderSource:
         self.name = config.name
         root = config.path
         try:
-            data = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise RecipeError(f"source {config.name!r}: cannot read {root / 'data.yaml'}: {error}") from None
-        names = data.get("names") if isinstance(data, dict) else None
-        if isinstance(names, dict):
-            names = [names[key] for key in sorted(names)]
-        if not isinstance(names, list) or not names:
-            raise RecipeError(f"source {config.name!r}: {root / 'data.yaml'} has no list of 'names'")
-        self.source_names: tuple[str, ...] = tuple(str(n) for n in names)
+            data, self.source_names = read_data_yaml(root / "data.yaml")
+        except DatasetError as error:
+            raise RecipeError(f"source {config.name!r}: {error}") from None
         missing = [n for n in self.source_names if n not in config.class_map]
         extra = sorted(set(config.class_map) - set(self.source_names))
         if missing or extra:
@@ -60,8 +53,9 @@ class YoloFolderSource:
         self.class_ids = recipe.class_ids(config)
         self.split_dirs: dict[str, Path] = {}
         for split in ("train", "val", "valid", "test"):
-            if isinstance(data.get(split), str):
-                self.split_dirs[split] = (root / data[split]).resolve()
+            folder = data.get(split)
+            if isinstance(folder, str):
+                self.split_dirs[split] = (root / folder).resolve()
         if config.splits is not None:
             unknown = sorted(set(config.splits) - set(self.split_dirs))
             if unknown:

@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from citywatch.cases.engine import redacted_url
 
 __all__ = ["CasesSourceConfig", "DatasetRecipe", "RecipeError", "SourceConfig", "SplitConfig", "load_recipe"]
 
@@ -103,7 +104,7 @@ class CasesSourceConfig(BaseModel):
     @property
     def path(self) -> str:
         """The database, without its password (the manifest's `path` of this source)."""
-        return sa.make_url(self.database).render_as_string(hide_password=True)
+        return redacted_url(self.database)
 
 
 def _source_kind(value: Any) -> str:

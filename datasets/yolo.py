@@ -19,6 +19,22 @@ class DatasetError(ValueError):
     """The dataset is malformed; the message names the file."""
 
 
+def read_data_yaml(manifest: Path) -> tuple[dict[str, object], tuple[str, ...]]:
+    """A ``data.yaml`` and its class names (a list, or a mapping of class id → name in id order)."""
+    try:
+        data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise DatasetError(f"{manifest}: cannot read: {error}") from None
+    if not isinstance(data, dict):
+        data = {}
+    names = data.get("names")
+    if isinstance(names, dict):
+        names = [names[key] for key in sorted(names)]
+    if not isinstance(names, list) or not names:
+        raise DatasetError(f"{manifest}: 'names' must be a non-empty list or mapping of class names")
+    return data, tuple(str(name) for name in names)
+
+
 @dataclass(frozen=True)
 class YoloDataset:
     root: Path
@@ -29,20 +45,11 @@ class YoloDataset:
     @classmethod
     def open(cls, root: str | Path) -> YoloDataset:
         root = Path(root)
-        manifest = root / "data.yaml"
-        try:
-            data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise DatasetError(f"{manifest}: cannot read: {error}") from None
-        names = data.get("names") if isinstance(data, dict) else None
-        if isinstance(names, dict):
-            names = [names[key] for key in sorted(names)]
-        if not isinstance(names, list) or not names:
-            raise DatasetError(f"{manifest}: 'names' must be a non-empty list or mapping of class names")
+        data, names = read_data_yaml(root / "data.yaml")
         splits = {
             split: root / str(data[split]) for split in ("train", "val", "test") if isinstance(data.get(split), str)
         }
-        return cls(root, tuple(str(name) for name in names), splits)
+        return cls(root, names, splits)
 
     def images(self, split: str) -> list[Path]:
         """Image files of a split, sorted by name."""

@@ -12,14 +12,21 @@ images gives the same output as the same images one by one.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["ExportError", "check_batch_consistency", "export_onnx"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["ExportError", "check_batch_consistency", "export_onnx", "stamp_metadata"]
+ULTRALYTICS_KEYS = ("names", "imgsz", "stride", "task")
+"""Ultralytics' metadata keys a citywatch model keeps (`YOLO(path)` and `OnnxDetector` read them)."""
 
 MAX_ABS_DIFF = 1e-3
 """Allowed max |batched − one-by-one| of raw outputs (boxes in input pixels, scores in 0..1)."""
@@ -27,6 +34,47 @@ MAX_ABS_DIFF = 1e-3
 
 class ExportError(RuntimeError):
     """The export failed or produced a model that does not pass the checks."""
+
+
+def stamp_metadata(
+    model: onnx.ModelProto,
+    *,
+    name: str,
+    version: str,
+    source: str,
+    source_file: str,
+    source_sha256: str,
+    made_by: str,
+    dynamic: bool = False,
+) -> dict[str, str]:
+    """Keep Ultralytics' metadata and add citywatch's own (what `OnnxDetector` reports); returns the final map.
+
+    `dynamic`: also mark Ultralytics' recorded export arguments dynamic (a graph made dynamic afterwards).
+    Raises ExportError when one of Ultralytics' keys is missing."""
+    meta = {prop.key: prop.value for prop in model.metadata_props}
+    for key in ULTRALYTICS_KEYS:
+        if key not in meta:
+            raise ExportError(f"{source_file}: ultralytics metadata key {key!r} is missing")
+    if dynamic:
+        args = ast.literal_eval(meta.get("args", "{}"))
+        args["dynamic"] = True
+        meta["args"] = str(args)
+    meta.update(
+        {
+            "citywatch_model": name,
+            "citywatch_version": version,
+            "source": source,
+            "source_file": source_file,
+            "source_sha256": source_sha256,
+            "made_by": made_by,
+        }
+    )
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    model.doc_string = f"{name} {version}: {source}"
+    return meta
 
 
 def check_batch_consistency(path: Path, images: int = 3) -> float:
@@ -82,25 +130,15 @@ def export_onnx(
         except Exception as error:  # ultralytics raises plain Exceptions of many kinds
             raise ExportError(f"{weights}: ultralytics export failed: {type(error).__name__}: {error}") from error
         model = onnx.load(str(exported))
-        meta = {prop.key: prop.value for prop in model.metadata_props}
-        for key in ("names", "imgsz", "stride", "task"):
-            if key not in meta:
-                raise ExportError(f"{exported}: ultralytics metadata key {key!r} is missing")
-        meta.update(
-            {
-                "citywatch_model": model_name,
-                "citywatch_version": model_version,
-                "source": source,
-                "source_file": weights.name,
-                "source_sha256": weights_sha256,
-                "made_by": "citywatch.models.export.export_onnx",
-            }
+        stamp_metadata(
+            model,
+            name=model_name,
+            version=model_version,
+            source=source,
+            source_file=weights.name,
+            source_sha256=weights_sha256,
+            made_by="citywatch.models.export.export_onnx",
         )
-        del model.metadata_props[:]
-        for key, value in meta.items():
-            prop = model.metadata_props.add()
-            prop.key, prop.value = key, value
-        model.doc_string = f"{model_name} {model_version}: {source}"
         staged_out = Path(tmp) / "model.onnx"
         onnx.save(model, str(staged_out))
         check_batch_consistency(staged_out)

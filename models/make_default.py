@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from citywatch.models.export import stamp_metadata
+
 if TYPE_CHECKING:
     import onnx
 
@@ -127,28 +129,16 @@ def _patch_reshape_batch(graph: onnx.GraphProto) -> int:
 
 def set_metadata(model: onnx.ModelProto, source: Path, source_sha256: str) -> dict[str, str]:
     """Keep Ultralytics' keys, mark the export dynamic, and add citywatch's own; returns the final map."""
-    meta = {prop.key: prop.value for prop in model.metadata_props}
-    for key in ("names", "imgsz", "stride", "task"):
-        if key not in meta:
-            raise ValueError(f"{source}: Ultralytics metadata key {key!r} is missing")
-    args = ast.literal_eval(meta.get("args", "{}"))
-    args["dynamic"] = True
-    meta["args"] = str(args)
-    meta.update(
-        {
-            "citywatch_model": MODEL_NAME,
-            "citywatch_version": MODEL_VERSION,
-            "source": SOURCE_DESCRIPTION,
-            "source_file": source.name,
-            "source_sha256": source_sha256,
-            "made_by": "models/make_default.py (python -m citywatch.models.make_default)",
-        }
+    return stamp_metadata(
+        model,
+        name=MODEL_NAME,
+        version=MODEL_VERSION,
+        source=SOURCE_DESCRIPTION,
+        source_file=source.name,
+        source_sha256=source_sha256,
+        made_by="models/make_default.py (python -m citywatch.models.make_default)",
+        dynamic=True,
     )
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    return meta
 
 
 def _check_frames(patterns: Sequence[str], size: tuple[int, int], count: int) -> np.ndarray:
@@ -216,7 +206,6 @@ def build(source: Path, out: Path, check_patterns: Sequence[str], check_batch: i
     model = onnx.load(str(source))
     patched = make_batch_dynamic(model)
     meta = set_metadata(model, source, source_sha256)
-    model.doc_string = f"{MODEL_NAME} {MODEL_VERSION}: {SOURCE_DESCRIPTION}"
     onnx.checker.check_model(model, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     out_dims = [d.dim_param or d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]

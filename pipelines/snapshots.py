@@ -12,17 +12,15 @@ the cameras page only shows an older picture, or none, until the store is back.
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import cv2
-from minio import Minio
 
-from citywatch.cases.evidence import S3_UNAVAILABLE, EvidenceStoreDown, ensure_bucket, s3_client
+from citywatch.cases.live import SnapshotStore
 from citywatch.pipelines.config import StorageConfig
 from citywatch.vision.frame import Frame
 
@@ -31,47 +29,6 @@ log = logging.getLogger(__name__)
 
 def snapshot_key(camera_id: str, preset_id: str) -> str:
     return f"live/{camera_id}/{preset_id}.jpg"
-
-
-class SnapshotStore:
-    """The bucket of latest frames: put (overwriting) and presigned URLs for the page."""
-
-    def __init__(self, client: Minio, bucket: str, *, endpoint: str = "(S3 endpoint)") -> None:
-        self._client = client
-        self.bucket = bucket
-        self._endpoint = endpoint
-        self._bucket_ready = False
-
-    @classmethod
-    def from_endpoint(
-        cls, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False
-    ) -> SnapshotStore:
-        return cls(s3_client(endpoint, access_key, secret_key, secure=secure), bucket, endpoint=endpoint)
-
-    def put(self, key: str, jpeg: bytes) -> None:
-        """Store (or replace) one picture; EvidenceStoreDown when the store cannot take it."""
-        try:
-            if not self._bucket_ready:
-                ensure_bucket(self._client, self.bucket)
-                self._bucket_ready = True
-            self._client.put_object(self.bucket, key, io.BytesIO(jpeg), len(jpeg), content_type="image/jpeg")
-        except S3_UNAVAILABLE as error:
-            raise EvidenceStoreDown(
-                f"object store {self._endpoint} could not store s3://{self.bucket}/{key}: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-
-    def get(self, key: str) -> bytes:
-        response = self._client.get_object(self.bucket, key)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
-
-    def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str:
-        """Signed locally (the client knows its region): works while the store is down."""
-        return self._client.presigned_get_object(self.bucket, key, expires=expires)
 
 
 @dataclass(frozen=True)
@@ -160,8 +117,12 @@ class Snapshots:
 
     def health(self) -> dict[str, object]:
         with self._lock:
-            return {"bucket": self.store.bucket, "stored": self.stored, "failed": self.failed,
-                    "last_error": self.last_error}  # fmt: skip
+            return {
+                "bucket": self.store.bucket,
+                "stored": self.stored,
+                "failed": self.failed,
+                "last_error": self.last_error,
+            }
 
     def close(self, wait: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -172,8 +133,9 @@ def snapshot_store_from_config(storage: StorageConfig) -> SnapshotStore | None:
     if not storage.live.enabled:
         return None
     evidence = storage.evidence
-    return SnapshotStore.from_endpoint(evidence.endpoint, evidence.access_key, evidence.secret_key,
-                                       storage.live.bucket, secure=evidence.secure)  # fmt: skip
+    return SnapshotStore.from_endpoint(
+        evidence.endpoint, evidence.access_key, evidence.secret_key, storage.live.bucket, secure=evidence.secure
+    )
 
 
 def snapshots_from_config(storage: StorageConfig) -> Snapshots | None:

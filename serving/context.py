@@ -10,12 +10,13 @@ from typing import Any
 from citywatch.cases.accounts import AccountStore
 from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler
+from citywatch.cases.live import SnapshotStore
 from citywatch.cases.store import CaseStore
 from citywatch.cases.webhooks import RetryPolicy, WebhookOutbox, WebhookTarget
 from citywatch.cases.workflow import CaseWorkflow
 from citywatch.pipelines.config import CityConfig
 from citywatch.pipelines.sink import CaseBackends
-from citywatch.pipelines.snapshots import SnapshotStore, snapshot_store_from_config
+from citywatch.pipelines.snapshots import snapshot_store_from_config
 
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
 

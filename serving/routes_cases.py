@@ -10,19 +10,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, TypeAdapter
 
 from citywatch.cases.accounts import Principal
 from citywatch.cases.evidence import EvidenceStoreDown
 from citywatch.cases.lifecycle import Action, allowed_actions
-from citywatch.cases.store import CaseRecord
+from citywatch.cases.queries import CaseFilter, CaseStoreError
+from citywatch.cases.records import CaseRecord, field_values
 from citywatch.cases.workflow import AuditEntry, CaseNotFound, undo_refusal
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
 from citywatch.serving.errors import status_of
 from citywatch.serving.schemas import (
     ActionRequest,
-    AuditView,
     BulkActionRequest,
     BulkActionResult,
     BulkRefusal,
@@ -43,6 +43,7 @@ MAX_OFFSET = 1_000_000
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Case id")]
 # An evidence key as the filer writes it: cases/YYYY/MM/DD/<case>/<role>-<hash>.<ext>. Nothing else is served.
 _EVIDENCE_KEY = re.compile(r"^cases/\d{4}/\d{2}/\d{2}/\d+/[a-z0-9][a-z0-9_-]{0,31}-[0-9a-f]{12}\.[a-z0-9]{1,5}$")
+_SUMMARY_FIELDS = TypeAdapter(CaseSummary)
 # Spreadsheet programs run cells starting with these as formulas (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -60,14 +61,23 @@ def _filters(
     department: Annotated[
         str | None, Query(max_length=128, description="Only cases last dispatched to this grid or department")
     ] = None,
-) -> dict[str, Any]:
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, detail=f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
-    return {"camera_id": camera_id, "kind": kind, "state": state, "since": since, "until": until, "text": q,
-            "overdue": overdue, "department": department}  # fmt: skip
+) -> CaseFilter:
+    try:
+        return CaseFilter(
+            camera_id=camera_id,
+            kind=kind,
+            state=state,
+            since=since,
+            until=until,
+            text=q,
+            overdue=overdue,
+            department=department,
+        )
+    except CaseStoreError as error:
+        raise HTTPException(422, detail=str(error)) from None
 
 
-Filters = Annotated[dict[str, Any], Depends(_filters)]
+Filters = Annotated[CaseFilter, Depends(_filters)]
 
 
 def cases_router(context: ApiContext, require: Callable[[Permission], Callable[..., Principal]]) -> APIRouter:
@@ -85,22 +95,15 @@ class _CaseViews:
     def __init__(self, context: ApiContext) -> None:
         self.context = context
 
-    def summary(self, case: CaseRecord) -> dict[str, Any]:
+    def summary(self, case: CaseRecord) -> CaseSummary:
         context = self.context
         name = KINDS.get(case.kind) or context.device_kinds.get(case.kind)
-        now = context.store.now()
-        return {
-            "id": case.id, "kind": case.kind, "code": case.code,
-            "name_zh": name.name_zh if name else case.kind, "name_en": name.name_en if name else case.kind,
-            "state": case.state, "source": case.source, "camera_id": case.camera_id, "preset_id": case.preset_id,
-            "zone": case.zone, "rule": case.rule, "class_name": case.class_name, "confidence": case.confidence,
-            "box": case.box, "first_seen": case.first_seen, "last_seen": case.last_seen,
-            "created_at": case.created_at, "state_changed_at": case.state_changed_at, "due_at": case.due_at,
-            "overdue": case.due_at is not None and case.due_at <= now, "observations": case.observations,
-            "model_version": case.model_version,
-            "location": case.location or context.camera_locations.get(case.camera_id),
-            "department": case.department,
-        }  # fmt: skip
+        return CaseSummary(
+            **{**field_values(case), "location": case.location or context.camera_locations.get(case.camera_id)},
+            name_zh=name.name_zh if name else case.kind,
+            name_en=name.name_en if name else case.kind,
+            overdue=case.due_at is not None and case.due_at <= context.store.now(),
+        )
 
     def detail(self, case: CaseRecord, principal: Principal) -> CaseDetail:
         views = []
@@ -111,18 +114,22 @@ class _CaseViews:
                     url = self.context.evidence.presigned_get(item.key)
                 except EvidenceStoreDown as error:  # the case is still worth showing without its picture
                     log.warning("case %d: cannot presign %s: %s", case.id, item.key, error)
-            views.append(
-                EvidenceView(role=item.role, key=item.key, sha256=item.sha256, size=item.size,
-                             content_type=item.content_type, uploaded=item.uploaded, captured_at=item.captured_at,
-                             url=url)
-            )  # fmt: skip
+            views.append(EvidenceView(**field_values(item), url=url))
         entries = self.context.workflow.audit_log(case.id)
-        audit = [_audit_view(e) for e in entries]
         actions = [a.value for a in allowed_actions(case.state, principal.role)]
         last = entries[-1] if entries else None
         if undo_refusal(case.id, case.state, last, principal.username, self.context.store.now()) is not None:
             actions = [a for a in actions if a != Action.UNDO.value]  # listed only when it would be taken
-        return CaseDetail(**self.summary(case), evidence=views, audit=audit, allowed_actions=actions)
+        return CaseDetail(
+            **{**field_values(self.summary(case)), "evidence": tuple(views)},
+            audit=tuple(entries),
+            allowed_actions=tuple(actions),
+        )
+
+    def exported(self, case: CaseRecord) -> dict[str, Any]:
+        """A case's summary as the CSV and GeoJSON exports show it: its JSON fields, times as datetimes."""
+        fields: dict[str, Any] = _SUMMARY_FIELDS.dump_python(self.summary(case))
+        return fields
 
     def load(self, case_id: int) -> CaseRecord:
         case = self.context.store.get_case(case_id)
@@ -141,12 +148,12 @@ def _add_read_routes(router: APIRouter, views: _CaseViews, read: Any) -> None:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> CaseList:
-        cases = context.store.list_cases(limit=limit, offset=offset, with_evidence=False, **filters)
+        cases = context.store.list_cases(filters, limit=limit, offset=offset, with_evidence=False)
         return CaseList(
-            total=context.store.count_cases(**filters),
+            total=context.store.count_cases(filters),
             limit=limit,
             offset=offset,
-            cases=[CaseSummary(**views.summary(case)) for case in cases],
+            cases=[views.summary(case) for case in cases],
         )
 
     @router.get("/cases/{case_id}")
@@ -154,9 +161,9 @@ def _add_read_routes(router: APIRouter, views: _CaseViews, read: Any) -> None:
         return views.detail(views.load(case_id), principal)
 
     @router.get("/cases/{case_id}/audit")
-    def audit_log(case_id: CaseId, _: Annotated[Principal, read]) -> list[AuditView]:
+    def audit_log(case_id: CaseId, _: Annotated[Principal, read]) -> list[AuditEntry]:
         views.load(case_id)
-        return [_audit_view(e) for e in context.workflow.audit_log(case_id)]
+        return context.workflow.audit_log(case_id)
 
     @router.get("/cases/{case_id}/evidence/{key:path}", response_class=RedirectResponse, status_code=307)
     def evidence_object(case_id: CaseId, key: str, _: Annotated[Principal, read]) -> RedirectResponse:
@@ -182,9 +189,9 @@ def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> Non
     def export_csv(
         _: Annotated[Principal, export], filters: Filters, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 1000
     ) -> StreamingResponse:
-        cases = store.list_cases(limit=limit, with_evidence=False, **filters)
+        cases = store.list_cases(filters, limit=limit, with_evidence=False)
         return StreamingResponse(
-            _csv_rows([views.summary(case) for case in cases]),
+            _csv_rows([views.exported(case) for case in cases]),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="citywatch-cases.csv"'},
         )
@@ -195,8 +202,8 @@ def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> Non
     ) -> dict[str, Any]:
         """A FeatureCollection of cases with a location (camera or device coordinates); others are counted."""
         features, unplaced = [], 0
-        for case in store.list_cases(limit=limit, with_evidence=False, **filters):
-            fields = views.summary(case)
+        for case in store.list_cases(filters, limit=limit, with_evidence=False):
+            fields = views.exported(case)
             location = fields.pop("location")
             if location is None:
                 unplaced += 1
@@ -204,9 +211,13 @@ def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> Non
             latitude, longitude = location
             properties = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
             features.append(
-                {"type": "Feature", "id": case.id, "properties": properties,
-                 "geometry": {"type": "Point", "coordinates": [longitude, latitude]}}  # GeoJSON is lon, lat
-            )  # fmt: skip
+                {
+                    "type": "Feature",
+                    "id": case.id,
+                    "properties": properties,
+                    "geometry": {"type": "Point", "coordinates": [longitude, latitude]},
+                }  # GeoJSON is lon, lat
+            )
         return {"type": "FeatureCollection", "features": features, "without_location": unplaced}
 
 
@@ -228,9 +239,13 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
         """Move the case through the workflow: review, confirm, reject (reason required), dispatch (with an
         optional target department), handle, verify, close, reopen, undo (one's own recent confirm/reject)."""
         case = context.workflow.act(
-            case_id, action, actor=principal.username, role=principal.role, comment=body.comment,
+            case_id,
+            action,
+            actor=principal.username,
+            role=principal.role,
+            comment=body.comment,
             details=_action_details(action, body),
-        )  # fmt: skip
+        )
         return views.detail(case, principal)
 
     @router.post("/cases/actions/{action}")
@@ -248,8 +263,14 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
         refused: list[BulkRefusal] = []
         for case_id in body.ids:
             try:
-                context.workflow.act(case_id, action, actor=principal.username, role=principal.role,
-                                     comment=body.comment, details=details)  # fmt: skip
+                context.workflow.act(
+                    case_id,
+                    action,
+                    actor=principal.username,
+                    role=principal.role,
+                    comment=body.comment,
+                    details=details,
+                )
             except Exception as error:
                 status = status_of(error)
                 if status is None:
@@ -268,29 +289,43 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
             names = sorted([*KINDS, *context.device_kinds])
             raise HTTPException(422, detail=f"unknown kind {body.kind!r}; known: {', '.join(names)}")
         case = context.workflow.correct_kind(
-            case_id, kind=body.kind, code=known.code, actor=principal.username, role=principal.role,
+            case_id,
+            kind=body.kind,
+            code=known.code,
+            actor=principal.username,
+            role=principal.role,
             comment=body.comment,
-        )  # fmt: skip
+        )
         return views.detail(case, principal)
 
     @router.post("/cases/{case_id}/comments", status_code=201)
-    def comment(case_id: CaseId, body: CommentRequest, principal: Annotated[Principal, act_dependency]) -> AuditView:
-        entry = context.workflow.comment(case_id, text=body.text, actor=principal.username, role=principal.role)
-        return _audit_view(entry)
-
-
-def _audit_view(entry: AuditEntry) -> AuditView:
-    return AuditView(
-        id=entry.id, at=entry.at, actor=entry.actor, action=entry.action, from_state=entry.from_state,
-        to_state=entry.to_state, comment=entry.comment, details=entry.details,
-    )  # fmt: skip
+    def comment(case_id: CaseId, body: CommentRequest, principal: Annotated[Principal, act_dependency]) -> AuditEntry:
+        return context.workflow.comment(case_id, text=body.text, actor=principal.username, role=principal.role)
 
 
 _CSV_COLUMNS = (
-    "id", "code", "kind", "name_zh", "name_en", "state", "source", "camera_id", "preset_id", "zone", "class_name",
-    "confidence", "first_seen", "last_seen", "created_at", "due_at", "overdue", "observations", "department",
-    "latitude", "longitude",
-)  # fmt: skip
+    "id",
+    "code",
+    "kind",
+    "name_zh",
+    "name_en",
+    "state",
+    "source",
+    "camera_id",
+    "preset_id",
+    "zone",
+    "class_name",
+    "confidence",
+    "first_seen",
+    "last_seen",
+    "created_at",
+    "due_at",
+    "overdue",
+    "observations",
+    "department",
+    "latitude",
+    "longitude",
+)
 
 
 def _csv_cell(value: Any) -> str:

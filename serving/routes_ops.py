@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from citywatch.cases.accounts import Principal
-from citywatch.cases.store import Observation
+from citywatch.cases.records import Observation
 from citywatch.cases.webhooks import DeliveryInfo, WebhookError
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
-from citywatch.serving.schemas import AttemptView, DeliveryView, DeviceEvent, EventFiled
+from citywatch.serving.schemas import DeviceEvent, EventFiled
 
 # A device event is a whole-picture observation: one box covering everything, so the next event of the same
 # device and kind always matches the open case (IoU 1) and attaches to it.
@@ -34,23 +34,36 @@ def ops_router(context: ApiContext, require: Callable[[Permission], Callable[...
             raise HTTPException(404, detail=f"unknown device {event.device_id!r}: register it under devices")
         if event.kind not in registered.kinds:
             raise HTTPException(
-                422, detail=f"device {event.device_id!r} may report {', '.join(sorted(registered.kinds))}, "
-                f"not {event.kind!r}"
-            )  # fmt: skip
+                422,
+                detail=f"device {event.device_id!r} may report {', '.join(sorted(registered.kinds))}, "
+                f"not {event.kind!r}",
+            )
         kind = context.device_kinds[event.kind]
         record = {**event.model_dump(mode="json"), "reported_by": principal.username}
         observation = Observation(
-            kind=event.kind, code=kind.code, camera_id=event.device_id, preset_id=None, zone="device",
-            rule=f"device:{event.kind}", class_name="sensor", confidence=1.0, box=_WHOLE,
-            first_seen=event.observed_at, last_seen=event.observed_at, source="device",
-            location=registered.location, details={"readings": event.readings, "message": event.message},
-        )  # fmt: skip
+            kind=event.kind,
+            code=kind.code,
+            camera_id=event.device_id,
+            preset_id=None,
+            zone="device",
+            rule=f"device:{event.kind}",
+            class_name="sensor",
+            confidence=1.0,
+            box=_WHOLE,
+            first_seen=event.observed_at,
+            last_seen=event.observed_at,
+            source="device",
+            location=registered.location,
+            details={"readings": event.readings, "message": event.message},
+        )
         body = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
         result = context.filer.file_observation(observation, {"event": (body, "application/json")})
         return EventFiled(
-            case_id=result.case_id, created=result.created, suppressed=result.suppressed,
+            case_id=result.case_id,
+            created=result.created,
+            suppressed=result.suppressed,
             evidence_pending=result.evidence_pending,
-        )  # fmt: skip
+        )
 
     def outbox_or_404() -> object:
         if context.outbox is None:
@@ -64,36 +77,25 @@ def ops_router(context: ApiContext, require: Callable[[Permission], Callable[...
         case_id: Annotated[int | None, Query(ge=1)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> list[DeliveryView]:
+    ) -> list[DeliveryInfo]:
         outbox_or_404()
         assert context.outbox is not None
         found = context.outbox.deliveries(state=state, case_id=case_id, limit=limit, offset=offset)
-        return [_view(d) for d in found]
+        return found
 
     @router.get("/webhooks/deliveries/{delivery_id}", tags=["webhooks"])
-    def delivery(delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], _: webhook_reader) -> DeliveryView:
+    def delivery(delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], _: webhook_reader) -> DeliveryInfo:
         outbox_or_404()
         assert context.outbox is not None
         try:
-            return _view(context.outbox.delivery(delivery_id))
+            return context.outbox.delivery(delivery_id)
         except WebhookError as error:
             raise HTTPException(404, detail=str(error)) from None
 
     @router.post("/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"])
-    def retry(delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], _: webhook_admin) -> DeliveryView:
+    def retry(delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], _: webhook_admin) -> DeliveryInfo:
         outbox_or_404()
         assert context.outbox is not None
-        return _view(context.outbox.retry(delivery_id))
+        return context.outbox.retry(delivery_id)
 
     return router
-
-
-def _view(info: DeliveryInfo) -> DeliveryView:
-    return DeliveryView(
-        id=info.id, target=info.target, case_id=info.case_id, audit_id=info.audit_id, event=info.event,
-        idempotency_key=info.idempotency_key, state=info.state, attempts=info.attempts,
-        next_attempt_at=info.next_attempt_at, created_at=info.created_at, delivered_at=info.delivered_at,
-        last_status=info.last_status, last_error=info.last_error,
-        attempt_log=[AttemptView(at=a.at, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms)
-                     for a in info.attempt_log],
-    )  # fmt: skip

@@ -1,24 +1,20 @@
 """JSON the review page needs beyond the case API: evidence URLs for a queue, dashboard stats, camera views.
 
-All of it is read-only and needs `read_cases` (every staff role). Counting is done in Python over one query of
-the period's rows: a city files hundreds of cases a day, not millions, and it keeps SQLite and PostgreSQL alike.
+All of it is read-only and needs `read_cases` (every staff role). The counts come from `cases.stats`; here they
+are grouped by the city's days and named from the taxonomy.
 """
 
-import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from citywatch.cases.accounts import Principal
-from citywatch.cases.db import AuditRow, CaseRow, EvidenceRow
 from citywatch.cases.evidence import EvidenceStoreDown
-from citywatch.cases.lifecycle import Action
-from citywatch.cases.workflow import CORRECT_KIND
+from citywatch.cases.stats import CaseStats, Outcomes
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
 from citywatch.vision.taxonomy import KINDS
@@ -26,12 +22,12 @@ from citywatch.vision.taxonomy import KINDS
 IMAGE_ROLES = ("annotated", "crop", "frame")
 MAX_IDS = 500
 MAX_CASE_ID = 2**31 - 1
-_DECISIONS = (Action.CONFIRM.value, Action.REJECT.value, Action.UNDO.value, CORRECT_KIND)
 
 
 def stats_router(context: ApiContext, require: Callable[[Permission], Callable[..., Principal]]) -> APIRouter:
     router = APIRouter(tags=["review page"])
     read = Annotated[Principal, Depends(require(Permission.READ_CASES))]
+    stats = CaseStats(context.store)
 
     def presign(key: str) -> str | None:
         try:
@@ -52,15 +48,7 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
             raise HTTPException(422, detail=f"at most {MAX_IDS} ids at once; got {len(wanted)}")
         if wanted and not (wanted[0] >= 1 and wanted[-1] <= MAX_CASE_ID):
             raise HTTPException(422, detail=f"case ids run from 1 to {MAX_CASE_ID}; got {ids[:100]!r}")
-        query = (
-            sa.select(EvidenceRow)
-            .where(EvidenceRow.case_id.in_(wanted), EvidenceRow.role.in_(IMAGE_ROLES), EvidenceRow.uploaded)
-            .order_by(EvidenceRow.captured_at, EvidenceRow.id)
-        )
-        latest: dict[int, dict[str, str]] = defaultdict(dict)
-        with context.store.reading() as session:
-            for row in session.scalars(query):  # later sets overwrite earlier ones
-                latest[row.case_id][row.role] = row.key
+        latest = stats.latest_evidence(wanted, IMAGE_ROLES)
         return {str(case_id): {role: presign(key) for role, key in roles.items()} for case_id, roles in latest.items()}
 
     @router.get("/stats/overview")
@@ -72,15 +60,12 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
         today = now.astimezone(zone).date()
         first = today - timedelta(days=days - 1)
         since = datetime.combine(first, datetime.min.time(), zone)
-        with context.store.reading() as session:
-            filed = session.execute(
-                sa.select(CaseRow.created_at, CaseRow.kind, CaseRow.camera_id).where(CaseRow.created_at >= since)
-            ).all()
-            states = dict(session.execute(sa.select(CaseRow.state, sa.func.count()).group_by(CaseRow.state)).all())
-            reviewed = _review_outcomes(session)
+        filed = stats.filed_since(since)
+        outcomes = stats.review_outcomes()
+        reviewed = {"by_kind": _rates(outcomes.by_kind, "kind"), "by_model": _rates(outcomes.by_model, "model_version")}
         labels = [first + timedelta(days=i) for i in range(days)]
-        by_kind = _per_day(((at.astimezone(zone).date(), kind) for at, kind, _ in filed), labels)
-        by_camera = _per_day(((at.astimezone(zone).date(), camera) for at, _, camera in filed), labels)
+        by_kind = _per_day(((f.created_at.astimezone(zone).date(), f.kind) for f in filed), labels)
+        by_camera = _per_day(((f.created_at.astimezone(zone).date(), f.camera_id) for f in filed), labels)
         return {
             "days": [d.isoformat() for d in labels],
             "timezone": context.timezone,
@@ -88,7 +73,7 @@ def stats_router(context: ApiContext, require: Callable[[Permission], Callable[.
             "by_camera": by_camera,
             "kind_names": {k: _names(context, k) for k in {*by_kind, *(o["kind"] for o in reviewed["by_kind"])}},
             "outcomes": reviewed,
-            "states": states,
+            "states": stats.by_state(),
         }
 
     @router.get("/stats/cameras")
@@ -117,17 +102,19 @@ def _camera_view(camera: dict[str, Any], context: ApiContext) -> dict[str, Any]:
         url = None
         if shot is not None and context.snapshots is not None:
             url = context.snapshots.presigned_get(str(shot["key"]))
-        presets.append({
-            "preset_id": preset_id,
-            "zones": zones.get(preset_id, {}),
-            "picture": url,
-            "captured_at": shot.get("captured_at") if shot else None,
-            "width": shot.get("width") if shot else None,
-            "height": shot.get("height") if shot else None,
-            "current": preset_id == patrol.get("current_preset"),
-            "next_due": (patrol.get("next_due") or {}).get(preset_id),
-            "detector": (patrol.get("detectors") or {}).get(preset_id),
-        })  # fmt: skip
+        presets.append(
+            {
+                "preset_id": preset_id,
+                "zones": zones.get(preset_id, {}),
+                "picture": url,
+                "captured_at": shot.get("captured_at") if shot else None,
+                "width": shot.get("width") if shot else None,
+                "height": shot.get("height") if shot else None,
+                "current": preset_id == patrol.get("current_preset"),
+                "next_due": (patrol.get("next_due") or {}).get(preset_id),
+                "detector": (patrol.get("detectors") or {}).get(preset_id),
+            }
+        )
     health = {key: camera.get(key) for key in ("online", "offline_since", "last_frame_at", "url", "ptz", "stale")}
     health["visits"] = patrol.get("visits", 0)
     health["missed"] = patrol.get("missed", 0)
@@ -148,48 +135,18 @@ def _names(context: ApiContext, kind: str) -> dict[str, str]:
     return {"code": known.code, "name_zh": known.name_zh, "name_en": known.name_en}
 
 
-def _review_outcomes(session: Any) -> dict[str, list[dict[str, Any]]]:
-    """Per case, the review decision that stands (an undo cancels the one before it) and whether its kind was
-    corrected; then counts by the kind as filed (the detector's claim) and by model version.
-
-    Confirmed rate = confirmed as filed / decided: a confirmed case whose kind had to be corrected counts
-    against the detector, like a rejected one.
-    """
-    cases = {row.id: row for row in session.execute(sa.select(CaseRow.id, CaseRow.kind, CaseRow.model_version))}
-    decision: dict[int, str | None] = {}
-    filed_kind: dict[int, str] = {}
-    corrected: set[int] = set()
-    lines = sa.select(AuditRow).where(AuditRow.action.in_(_DECISIONS)).order_by(AuditRow.id)
-    for line in session.scalars(lines):
-        if line.action == CORRECT_KIND:
-            corrected.add(line.case_id)
-            if line.case_id not in filed_kind:
-                details = _json_object(line.details)
-                filed_kind[line.case_id] = str(details.get("old_kind", ""))
-        elif line.action == Action.UNDO.value:
-            decision[line.case_id] = None
-        else:
-            decision[line.case_id] = line.action
-    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
-    by_model: dict[str, Counter[str]] = defaultdict(Counter)
-    for case_id, made in decision.items():
-        if made is None or case_id not in cases:
-            continue
-        outcome = "rejected" if made == Action.REJECT.value else "corrected" if case_id in corrected else "confirmed"
-        row = cases[case_id]
-        by_kind[filed_kind.get(case_id) or row.kind][outcome] += 1
-        by_model[row.model_version or "(none)"][outcome] += 1
-    return {"by_kind": _rates(by_kind, "kind"), "by_model": _rates(by_model, "model_version")}
-
-
-def _rates(groups: dict[str, Counter[str]], name: str) -> list[dict[str, Any]]:
-    rows = []
-    for key, counts in sorted(groups.items()):
-        decided = counts["confirmed"] + counts["rejected"] + counts["corrected"]
-        rows.append({name: key, "confirmed": counts["confirmed"], "rejected": counts["rejected"],
-                     "corrected": counts["corrected"], "decided": decided,
-                     "confirmed_rate": counts["confirmed"] / decided if decided else None})  # fmt: skip
-    return rows
+def _rates(groups: dict[str, Outcomes], name: str) -> list[dict[str, Any]]:
+    return [
+        {
+            name: key,
+            "confirmed": counts.confirmed,
+            "rejected": counts.rejected,
+            "corrected": counts.corrected,
+            "decided": counts.decided,
+            "confirmed_rate": counts.confirmed_rate,
+        }
+        for key, counts in groups.items()
+    ]
 
 
 def _fleet_summary(cameras: list[dict[str, Any]]) -> dict[str, Any]:
@@ -200,17 +157,14 @@ def _fleet_summary(cameras: list[dict[str, Any]]) -> dict[str, Any]:
         "visits_done": sum(int(p.get("visits", 0) or 0) for p in patrols),
         "visits_missed": sum(int(p.get("missed", 0) or 0) for p in patrols),
         "cameras": [
-            {"camera_id": c.get("camera_id"), "online": bool(c.get("online")), "offline_since": c.get("offline_since"),
-             "last_frame_at": c.get("last_frame_at"), "visits": int((c.get("patrol") or {}).get("visits", 0) or 0),
-             "missed": int((c.get("patrol") or {}).get("missed", 0) or 0)}
+            {
+                "camera_id": c.get("camera_id"),
+                "online": bool(c.get("online")),
+                "offline_since": c.get("offline_since"),
+                "last_frame_at": c.get("last_frame_at"),
+                "visits": int((c.get("patrol") or {}).get("visits", 0) or 0),
+                "missed": int((c.get("patrol") or {}).get("missed", 0) or 0),
+            }
             for c in cameras
         ],
-    }  # fmt: skip
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    }

@@ -2,71 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from citywatch.cases.records import CaseRecord, EvidenceRecord
+from citywatch.cases.workflow import AuditEntry
 
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EvidenceView(BaseModel):
-    role: str
-    key: str
-    sha256: str
-    size: int
-    content_type: str
-    uploaded: bool
-    captured_at: datetime
+# Responses are the case records (cases/records.py) themselves, or views that extend them with what the API
+# adds: a record field is defined once, and one marked NOT_SHOWN stays out of the JSON.
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvidenceView(EvidenceRecord):
     url: str | None = None
     """Presigned GET URL with a short expiry; None while the object waits in the spool."""
 
 
-class AuditView(BaseModel):
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    from_state: str | None
-    to_state: str | None
-    comment: str
-    details: dict[str, Any]
+@dataclass(frozen=True, kw_only=True)
+class CaseSummary(CaseRecord):
+    """A listed case: its kind's names, whether it is past its time limit, and its location (the camera's when
+    the case has none of its own)."""
 
-
-class CaseSummary(BaseModel):
-    id: int
-    kind: str
-    code: str
     name_zh: str
     name_en: str
-    state: str
-    source: str
-    camera_id: str
-    preset_id: str | None
-    zone: str
-    rule: str
-    class_name: str
-    confidence: float
-    box: tuple[float, float, float, float]
-    first_seen: datetime
-    last_seen: datetime
-    created_at: datetime
-    state_changed_at: datetime | None
-    due_at: datetime | None
     overdue: bool
-    observations: int
-    model_version: str
-    location: tuple[float, float] | None
-    department: str | None
-    """The grid or department the case was last dispatched to."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class CaseDetail(CaseSummary):
-    evidence: list[EvidenceView]
-    audit: list[AuditView]
-    allowed_actions: list[str]
+    evidence: tuple[EvidenceView, ...]  # shown here, with URLs
+    audit: tuple[AuditEntry, ...]
+    allowed_actions: tuple[str, ...]
     """What the caller may do next, from the lifecycle table."""
 
 
@@ -186,27 +160,3 @@ class EventFiled(BaseModel):
     created: bool
     suppressed: bool
     evidence_pending: int
-
-
-class AttemptView(BaseModel):
-    at: datetime
-    status_code: int | None
-    error: str
-    duration_ms: float
-
-
-class DeliveryView(BaseModel):
-    id: int
-    target: str
-    case_id: int
-    audit_id: int
-    event: str
-    idempotency_key: str
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    created_at: datetime
-    delivered_at: datetime | None
-    last_status: int | None
-    last_error: str
-    attempt_log: list[AttemptView] = []

@@ -21,7 +21,7 @@ from citywatch.cases.lifecycle import (
     allowed_actions,
     transition_for,
 )
-from citywatch.cases.store import CaseStore, Observation
+from citywatch.cases.store import CaseFilter, CaseStore, Observation
 from citywatch.cases.workflow import CaseNotFound, CaseWorkflow
 from tests.clock import FakeClock
 
@@ -232,7 +232,7 @@ def test_overdue_filter(
     nolimit = file(store, zone="nolimit")
     workflow.act(nolimit, Action.REVIEW, actor="ana", role=Role.INSPECTOR)  # under_review has no limit here
     clock.now = T0 + timedelta(hours=2, minutes=1)
-    zones = {c.zone for c in store.list_cases(overdue=overdue)}
+    zones = {c.zone for c in store.list_cases(CaseFilter(overdue=overdue))}
     assert zones == (expected or {"late", "fresh", "nolimit"})
-    assert store.count_cases(overdue=overdue) == len(zones)
+    assert store.count_cases(CaseFilter(overdue=overdue)) == len(zones)
     assert {late, fresh, nolimit}

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 from citywatch.cases.db import Base
 from citywatch.cases.migrate import MigrationError, current_revision, head_revision, upgrade
-from citywatch.cases.store import CaseStore
+from citywatch.cases.store import CaseFilter, CaseStore
 
 
 def engine_at(database_url: str, revision: str) -> sa.Engine:
@@ -98,4 +98,4 @@ def test_department_is_filled_in_from_the_audit_logs_dispatch_lines(database_url
     store = CaseStore.from_url(database_url)
     departments = {case.camera_id: case.department for case in store.list_cases()}
     assert departments == {"dispatched-twice": "grid-baiyun-12", "never-dispatched": None}
-    assert [c.camera_id for c in store.list_cases(department="grid-baiyun-12")] == ["dispatched-twice"]
+    assert [c.camera_id for c in store.list_cases(CaseFilter(department="grid-baiyun-12"))] == ["dispatched-twice"]

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from citywatch.cases.db import CaseRow
 from citywatch.cases.store import (
     AUTO_FILED,
+    CaseFilter,
     CaseStore,
     CaseStoreError,
     EvidenceDraft,
@@ -27,6 +29,7 @@ from citywatch.cases.store import (
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 BOX = (100.0, 200.0, 180.0, 260.0)
+HOUR = timedelta(hours=1)
 
 
 def observation(**changes: object) -> Observation:
@@ -113,10 +116,11 @@ def test_list_filters(store: CaseStore, filters: dict[str, Any], expected: set[s
     _set_state(store, closed.case_id, "closed")
 
     names = {
-        f"{c.camera_id}/{'parking' if c.kind.startswith('motor') else 'garbage'}" for c in store.list_cases(**filters)
+        f"{c.camera_id}/{'parking' if c.kind.startswith('motor') else 'garbage'}"
+        for c in store.list_cases(CaseFilter(**filters))
     }
     assert names == expected
-    assert store.count_cases(**filters) == len(expected)
+    assert store.count_cases(CaseFilter(**filters)) == len(expected)
 
 
 def _set_state(store: CaseStore, case_id: int, state: str) -> None:
@@ -291,3 +295,29 @@ def test_processes_file_one_case(database_url: str) -> None:
     [case] = CaseStore.from_url(url).list_cases()
     assert case.observations == 24
     assert len(case.evidence) == 2
+
+
+def test_case_filter_refuses_naive_times_and_an_empty_range() -> None:
+    with pytest.raises(CaseStoreError, match="timezone-aware"):
+        CaseFilter(since=datetime(2026, 5, 4))
+    with pytest.raises(CaseStoreError, match="must be before until"):
+        CaseFilter(since=T0, until=T0)
+
+
+def test_one_case_filter_lists_and_counts_by_time_text_and_department(store: CaseStore) -> None:
+    early = record(store, observation(zone="kerb_east"))
+    late = record(store, observation(zone="crossing", camera_id="gate-9"))
+    with store.writing() as session:
+        for row, at in ((session.get(CaseRow, early.case_id), T0), (session.get(CaseRow, late.case_id), T0 + HOUR)):
+            assert row is not None
+            row.created_at = at
+            row.department = "grid-7" if at > T0 else None
+    for where, expected in [
+        (CaseFilter(until=T0 + timedelta(seconds=1)), [early.case_id]),
+        (CaseFilter(since=T0 + timedelta(seconds=1)), [late.case_id]),
+        (CaseFilter(text="CROSS"), [late.case_id]),
+        (CaseFilter(text="gate-9", department="grid-7"), [late.case_id]),
+        (CaseFilter(department="grid-8"), []),
+    ]:
+        assert [c.id for c in store.list_cases(where)] == expected, where
+        assert store.count_cases(where) == len(expected), where
