@@ -10,7 +10,10 @@ line or image, with its reason). Order of decisions:
 2. images without a source split are split by group (`splits.split_by_group`);
 3. a group found in an evaluation split and in train loses its train images (GROUP_LEAK);
 4. near-duplicates (dHash) are dropped, evaluation splits scanned first so that a training frame that
-   repeats a validation frame is the one that goes.
+   repeats a validation frame is the one that goes;
+5. the recipe's copy-paste scenes (`citywatch.datasets.paste`), if any, are made from what is left in train
+   and written to train, after dedupe (a paste barely changes a background's hash); ``pastes.jsonl`` says
+   what was pasted from which picture.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from citywatch.datasets.copies import keep_copies
 from citywatch.datasets.dedupe import dhash, near_duplicates
 from citywatch.datasets.importing import YoloFolderSource
 from citywatch.datasets.manifest import DatasetManifest, SourceRecord, SplitCounts, content_hash
+from citywatch.datasets.paste import PastedScene, PasteSummary, paste_scenes, summarise
 from citywatch.datasets.recipe import CasesSourceConfig, DatasetRecipe, SourceConfig
 from citywatch.datasets.sample import DatasetSource, Sample
 from citywatch.datasets.splits import split_by_group
@@ -40,6 +44,7 @@ from citywatch.datasets.validate import Drop, DropReason, count_drops
 __all__ = ["BuildResult", "DatasetExistsError", "build_dataset"]
 
 TRAIN = "train"
+PASTES_NAME = "pastes.jsonl"
 _NO_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
 """Stands in for a sample's decoded image once it is hashed."""
 
@@ -118,28 +123,73 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise DatasetExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
         for name in ("images", "labels"):
             shutil.rmtree(out / name, ignore_errors=True)
+        (out / PASTES_NAME).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _write(entries: list[_Entry], out: Path, names: list[str]) -> dict[str, SplitCounts]:
-    counts: dict[str, SplitCounts] = {}
+def _write_sample(sample: Sample, split: str, out: Path, names: list[str], counts: dict[str, SplitCounts]) -> None:
+    stem = f"{sample.source}__{Path(sample.item).stem}"
+    image_dir, label_dir = out / "images" / split, out / "labels" / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    label_dir.mkdir(parents=True, exist_ok=True)
+    (image_dir / (stem + sample.suffix)).write_bytes(sample.read())
+    lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in sample.labels]
+    (label_dir / (stem + ".txt")).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    counted = counts.setdefault(split, SplitCounts(images=0, background_images=0, boxes={}))
+    counted.images += 1
+    counted.background_images += int(len(sample.labels) == 0)
+    for class_id in sample.labels[:, 0].astype(int):
+        counted.boxes[names[class_id]] = counted.boxes.get(names[class_id], 0) + 1
+
+
+def _write(entries: list[_Entry], out: Path, names: list[str], counts: dict[str, SplitCounts]) -> None:
     for entry in sorted(entries, key=lambda e: (e.split, e.sample.source, e.sample.item)):
-        s = entry.sample
-        stem = f"{s.source}__{Path(s.item).stem}"
-        image_dir, label_dir = out / "images" / entry.split, out / "labels" / entry.split
-        image_dir.mkdir(parents=True, exist_ok=True)
-        label_dir.mkdir(parents=True, exist_ok=True)
-        (image_dir / (stem + s.suffix)).write_bytes(s.read())
-        lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in s.labels]
-        (label_dir / (stem + ".txt")).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        split = counts.setdefault(entry.split, SplitCounts(images=0, background_images=0, boxes={}))
-        split.images += 1
-        split.background_images += int(len(s.labels) == 0)
-        for class_id in s.labels[:, 0].astype(int):
-            split.boxes[names[class_id]] = split.boxes.get(names[class_id], 0) + 1
+        _write_sample(entry.sample, entry.split, out, names, counts)
+
+
+def _sorted_counts(counts: dict[str, SplitCounts], names: list[str]) -> dict[str, SplitCounts]:
     for split in counts.values():
         split.boxes = {name: split.boxes.get(name, 0) for name in names}
     return dict(sorted(counts.items(), key=lambda kv: (kv[0] != TRAIN, kv[0])))
+
+
+def _paste(
+    recipe: DatasetRecipe,
+    entries: list[_Entry],
+    out: Path,
+    counts: dict[str, SplitCounts],
+    on_image: Callable[[str], None] | None,
+) -> tuple[PasteSummary, SourceRecord]:
+    """The recipe's copy-paste scenes, cut from and pasted onto train pictures only; written to train."""
+    config = recipe.paste
+    assert config is not None
+    train = [e.sample for e in entries if e.split == TRAIN]
+    backgrounds = [s for s in train if s.source in config.backgrounds]
+    class_ids = {name: index for index, name in enumerate(recipe.names)}
+    scenes: list[PastedScene] = []
+    with (out / PASTES_NAME).open("w", encoding="utf-8") as f:
+        for sample, scene in paste_scenes(config, train, backgrounds, class_ids):
+            _write_sample(sample, TRAIN, out, recipe.names, counts)
+            f.write(scene.model_dump_json() + "\n")
+            scenes.append(scene)
+            if on_image is not None:
+                on_image(config.name)
+    summary = summarise(config, scenes)
+    used = sorted({o.donor_source for s in scenes for o in s.objects} | set(config.backgrounds))
+    licences = sorted({c.licence for c in recipe.sources if c.name in used})
+    record = SourceRecord(
+        name=config.name,
+        kind="paste",
+        path=f"made from train pictures of {', '.join(used)} ({PASTES_NAME})",
+        licence=f"{' + '.join(licences)} (adapted: objects cut and pasted)",
+        attribution=f"adapted from the sources {', '.join(used)}; see their attribution",
+        class_map={name: name for name in config.objects},
+        images_read=len(scenes),
+        images_kept=len(scenes),
+        boxes_kept=sum(len(s.objects) for s in scenes),
+        drops={},
+    )
+    return summary, record
 
 
 def build_dataset(
@@ -169,7 +219,10 @@ def build_dataset(
     _assign_splits(entries, recipe)
     entries = _drop_group_leaks(entries, drops)
     entries = _drop_near_duplicates(entries, recipe.dedupe_max_distance, drops)
-    splits = _write(entries, out, recipe.names)
+    counts: dict[str, SplitCounts] = {}
+    _write(entries, out, recipe.names, counts)
+    paste, paste_record = _paste(recipe, entries, out, counts, on_image) if recipe.paste else (None, None)
+    splits = _sorted_counts(counts, recipe.names)
     data_yaml = {"names": list(recipe.names), "nc": len(recipe.names)}
     data_yaml.update({split: f"images/{split}" for split in splits})
     (out / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -194,6 +247,8 @@ def build_dataset(
                 drops=count_drops(d for d in drops if d.source == config.name),
             )
         )
+    if paste_record is not None:
+        sources.append(paste_record)
     manifest = DatasetManifest(
         name=recipe.name,
         names=list(recipe.names),
@@ -203,6 +258,8 @@ def build_dataset(
         splits=splits,
         drops=count_drops(drops),
         dedupe_max_distance=recipe.dedupe_max_distance,
+        augment=recipe.augment,
+        paste=paste,
         content_hash=content_hash(out, list(recipe.names)),
     )
     manifest.write(out)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from citywatch.datasets.paste import PasteSummary
+from citywatch.models.augment import TrainAugment
+
 __all__ = ["MANIFEST_NAME", "DatasetManifest", "SourceRecord", "SplitCounts", "content_hash", "file_sha256"]
 
 MANIFEST_NAME = "manifest.json"
@@ -54,6 +57,10 @@ class DatasetManifest(BaseModel):
     splits: dict[str, SplitCounts]
     drops: dict[str, int] = Field(description="Everything dropped, per reason (details in drops.jsonl)")
     dedupe_max_distance: int
+    augment: TrainAugment | None = Field(
+        None, description="Training-time augmentation the recipe asks for; null: built before recipes said it"
+    )
+    paste: PasteSummary | None = Field(None, description="The copy-paste step, if the recipe has one")
     content_hash: str = Field(description="sha256 over the class names and every image and label file")
 
     def write(self, root: Path) -> Path:

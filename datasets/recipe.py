@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from citywatch.cases.engine import redacted_url
+from citywatch.datasets.paste import PasteConfig
+from citywatch.models.augment import TrainAugment
 
 __all__ = ["CasesSourceConfig", "DatasetRecipe", "RecipeError", "SourceConfig", "SplitConfig", "load_recipe"]
 
@@ -138,6 +140,10 @@ class DatasetRecipe(BaseModel):
     dedupe_max_distance: int = Field(
         4, ge=0, le=64, description="dHash bits (of 64) within which two images count as near-duplicates"
     )
+    paste: PasteConfig | None = Field(None, description="Copy-paste small objects onto scenes (datasets.paste)")
+    augment: TrainAugment = Field(
+        default_factory=TrainAugment, description="Training-time augmentation, passed to ultralytics by citywatch train"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetRecipe:
@@ -151,6 +157,8 @@ class DatasetRecipe(BaseModel):
             unknown = sorted({t for t in source.class_map.values() if t is not None} - set(self.names))
             if unknown:
                 raise ValueError(f"source {source.name!r}: class_map targets {unknown} are not in names {self.names}")
+        if self.paste is not None:
+            self.paste.check(self.names, [source.name for source in self.sources])
         return self
 
     def class_ids(self, source: SourceConfig | CasesSourceConfig) -> dict[str, int | None]:

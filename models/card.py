@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from citywatch.models.augment import TrainAugment
 from citywatch.models.evaluate import EvalReport
 from citywatch.vision.detector import ModelInfo
 
@@ -71,6 +72,9 @@ class TrainingRecord(BaseModel):
     seed: int
     device: str = Field(description="Hardware it trained on")
     train_seconds: float
+    augment: TrainAugment | None = Field(
+        None, description="Augmentation passed to ultralytics (from the dataset's recipe); null: ultralytics' defaults"
+    )
     command: str = Field(description="The command that reproduces the run")
     ultralytics: str | None = Field(default_factory=lambda: _package_version("ultralytics"))
     torch: str | None = Field(default_factory=lambda: _package_version("torch"))
@@ -157,6 +161,7 @@ class ModelCard(BaseModel):
                 "## Training",
                 f"- from `{t.base_weights}`; {t.epochs} epochs, imgsz {t.imgsz}, batch {t.batch}, seed {t.seed}",
                 f"- hardware: {t.device}",
+                f"- augmentation: {t.augment.summary() if t.augment is not None else 'ultralytics defaults'}",
                 f"- training time: {t.train_seconds / 60:.1f} min ({t.train_seconds:.0f} s)",
                 f"- ultralytics {t.ultralytics}, torch {t.torch}",
                 f"- command: `{t.command}`",
@@ -181,6 +186,15 @@ class ModelCard(BaseModel):
             )
             if source.get("attribution"):
                 lines.append(f"  - attribution: {source['attribution']}")
+        paste = d.get("paste")
+        if paste:
+            objects = ", ".join(f"{k} {v}" for k, v in paste["objects"].items())
+            lines.append(
+                f"- copy-paste: {paste['scenes']} train scenes from {paste['background_pictures']} backgrounds, "
+                f"objects cut from {paste['donor_pictures']} train pictures ({objects}); area "
+                f"{paste['config']['area'][0]}–{paste['config']['area'][1]} of the scene; "
+                f"{paste['night_scenes']} at night, {paste['blurred_scenes']} blurred"
+            )
         for split, counts in d.get("splits", {}).items():
             boxes = ", ".join(f"{k} {v}" for k, v in counts["boxes"].items())
             lines.append(

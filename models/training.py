@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from citywatch.models.augment import TrainAugment
+
 __all__ = [
     "EpochReport",
     "TrainingUnavailable",
@@ -105,11 +107,13 @@ def train_ultralytics(
     device: str,
     workers: int,
     patience: int,
+    augment: TrainAugment | None = None,
     on_progress: Callable[[EpochReport], None] | None = None,
 ) -> Path:
     """Train (or resume) a YOLO detect model; returns the path of the best checkpoint.
 
-    `resume` continues from ``run_dir/weights/last.pt`` with the arguments saved in it.
+    `resume` continues from ``run_dir/weights/last.pt`` with the arguments saved in it. `augment` None keeps
+    ultralytics' own augmentation defaults.
     """
     configure_ultralytics(var_dir)
     from ultralytics import YOLO
@@ -154,6 +158,7 @@ def train_ultralytics(
             exist_ok=True,
             plots=True,
             verbose=False,
+            **(augment.ultralytics_args() if augment is not None else {}),
         )
     best = run_dir / "weights" / "best.pt"
     if not best.exists():

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from citywatch.datasets.manifest import DatasetManifest
 from citywatch.datasets.yolo import YoloDataset, ground_truth
+from citywatch.models.augment import TrainAugment
 from citywatch.models.card import ModelCard, TrainingRecord, hardware_summary
 from citywatch.models.evaluate import EvalReport, evaluate_detector
 from citywatch.models.export import export_onnx
@@ -105,7 +106,10 @@ def _save_record(config: TrainConfig, record: dict[str, object]) -> None:
 
 
 def _train_stage(
-    config: TrainConfig, record: dict[str, object], on_progress: Callable[[EpochReport], None] | None
+    config: TrainConfig,
+    record: dict[str, object],
+    augment: TrainAugment | None,
+    on_progress: Callable[[EpochReport], None] | None,
 ) -> tuple[Path, bool]:
     last = config.run_dir / "weights" / "last.pt"
     best = config.run_dir / "weights" / "best.pt"
@@ -127,6 +131,7 @@ def _train_stage(
             device=config.device,
             workers=config.workers,
             patience=config.patience,
+            augment=augment,
             on_progress=on_progress,
         )
     finally:
@@ -174,7 +179,8 @@ def run_training(
             on_stage(name)
 
     stage("train")
-    best, resumed = _train_stage(config, record, on_progress)
+    # The dataset says how to augment it (its recipe's `augment:`); older datasets leave ultralytics' defaults.
+    best, resumed = _train_stage(config, record, manifest.augment, on_progress)
     onnx_path = config.run_dir / "model.onnx"
     if not onnx_path.exists():
         stage("export")
@@ -200,6 +206,7 @@ def run_training(
         seed=config.seed,
         device=str(record["hardware"]),
         train_seconds=float(record["train_seconds"]),  # type: ignore[arg-type]
+        augment=manifest.augment,
         command=(
             f"citywatch train {config.data} --weights {config.weights} --name {config.name} "
             f"--model-name {config.model_name} --model-version {config.model_version} --epochs {config.epochs} "

@@ -15,6 +15,7 @@ import yaml
 
 from citywatch.datasets.builder import build_dataset
 from citywatch.datasets.recipe import load_recipe
+from citywatch.models.augment import TrainAugment
 from citywatch.models.card import ModelCard
 from citywatch.vision.detector import OnnxDetector
 
@@ -88,6 +89,11 @@ def test_train_export_evaluate_card_and_resume(
     card = ModelCard.read(result.run_dir)
     assert card.dataset["name"] == "tiny-garbage" and card.training is not None and card.training.epochs == 1
     assert "AGPL-3.0" in result.card.read_text()
+    # The recipe's augmentation (defaults here) reached ultralytics and the card.
+    assert card.training.augment == TrainAugment()
+    assert "augmentation: hsv_h 0.015" in result.card.read_text()
+    args = yaml.safe_load((result.run_dir / "args.yaml").read_text())
+    assert args["degrees"] == TrainAugment().degrees and args["hsv_v"] == TrainAugment().hsv_v
     # Running it again resumes: training is complete, so nothing is retrained.
     again = run_training(config)
     assert not again.resumed and again.train_seconds == pytest.approx(result.train_seconds)
