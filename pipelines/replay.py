@@ -237,7 +237,7 @@ class Replay:
         self.gate = WarningGate.from_config(config, self.recorder)
         self.said: list[dict[str, Any]] = []
         self.gate.actions = {name: _DryWarning(name, self.said) for name in self.gate.actions}
-        start_track_at = float(getattr(self.scene.tracker, "high_conf_det_threshold", 0.0))
+        start_track_at = {name: float(t.high_conf_det_threshold) for name, t in self.scene.trackers.items()}
         self.near = NearMisses(self.scene.zones, start_track_at)
         self.result = ReplayResult(config_name, camera_id, preset_id, self.detector_name,
                                    self.detector.info.version, out, [])  # fmt: skip
@@ -306,8 +306,9 @@ class Replay:
         frame = Frame(picture.image, self.camera_id, self.preset_id, picture.captured_at, self.result.frames_decoded)
         detections = (await asyncio.to_thread(self.detector.detect, [frame.image]))[0]
         self.result.frames_analysed += 1
-        self.near.observe(frame, detections, picture.name)
-        for violation in self.scene.observe(frame, detections):
+        violations = self.scene.observe(frame, detections)
+        self.near.observe(frame, detections, picture.name, self.scene.confirmed)
+        for violation in violations:
             await self._deliver(violation, picture.name)
 
     async def _deliver(self, violation: Violation, source: str) -> None:

@@ -4,7 +4,8 @@ Computed beside the scene from the public zone and rule objects (the scene itsel
 detection of an analysed frame gets the first reason below that applies, judged against every (zone, rule)
 of the preset that looks at its class. A detection none of them stops is a *candidate*: candidates are
 grouped into sightings of one object (same zone and rule, boxes overlapping); a sighting no violation ever
-covered ends as "dwell too short" (or "too few visits"). Violations that reached the filer but filed nothing
+covered ends as "track never confirmed" (a dwell rule by track whose tracker never confirmed the object, read
+from the scene), "dwell too short" or "too few visits". Violations that reached the filer but filed nothing
 new are explained by the filing's outcome (attached, suppressed by the cooldown, held by a warning).
 
 One function per reason; each returns the reason's detail text, or None when the reason does not apply.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
@@ -35,9 +36,10 @@ Pair = tuple[WatchedZone, Rule]
 TITLES = {
     "unused_class": "class not used by any rule of this preset",
     "below_min_confidence": "below the rule's min_confidence",
+    "box_implausible": "box implausible (size or shape outside the rule's limits)",
     "outside_zones": "outside every zone, by its anchor point",
     "rule_inactive": "rule not active at that time of day",
-    "track_unconfirmed": "track never confirmed (below the tracker's threshold to start a track)",
+    "track_unconfirmed": "track never confirmed (never seen at the tracker's threshold in two samples in a row)",
     "dwell_too_short": "dwell too short when last seen",
     "too_few_visits": "seen in too few visits",
     "attached": "attached to a case already filed",
@@ -68,6 +70,8 @@ class _Object:
     last: datetime
     best: Sighting
     fired: bool = False
+    confirmed: bool = False
+    """A dwell rule by track: some sighting continued a track the rule's tracker had confirmed."""
 
 
 def unused_class(class_name: str, pairs: Sequence[Pair]) -> str | None:
@@ -84,6 +88,18 @@ def below_min_confidence(confidence: float, pairs: Sequence[Pair]) -> str | None
     return f"{confidence:.3f} < {needed:.2f} ({names})"
 
 
+def box_implausible(detection: sv.Detections, frame: Frame, pairs: Sequence[Pair]) -> str | None:
+    if any(bool(rule.plausible(detection.xyxy, frame.width, frame.height)[0]) for _, rule in pairs):
+        return None
+    x1, y1, x2, y2 = (float(v) for v in detection.xyxy[0])
+    area, aspect = (x2 - x1) * (y2 - y1) / (frame.width * frame.height), (x2 - x1) / max(y2 - y1, 1e-9)
+    limits = "; ".join(
+        f"{rule.name}: area {rule.min_area:g}–{rule.max_area:g}, aspect {rule.min_aspect:g}–{rule.max_aspect:g}"
+        for rule in sorted({rule for _, rule in pairs}, key=lambda r: r.name)
+    )
+    return f"area {area:.4f} of the frame, aspect {aspect:.2f} ({limits})"
+
+
 def outside_zones(detection: sv.Detections, frame: Frame, pairs: Sequence[Pair]) -> str | None:
     if any(bool(zone.zone.contains(detection, frame.width, frame.height)[0]) for zone, _ in pairs):
         return None
@@ -96,10 +112,14 @@ def rule_inactive(at: datetime, pairs: Sequence[Pair]) -> str | None:
     return ", ".join(sorted({rule.name for _, rule in pairs})) + f" not active at {at:%H:%M} UTC"
 
 
-def track_unconfirmed(confidence: float, pairs: Sequence[Pair], start_track_at: float) -> str | None:
-    if any(not _tracks(rule) or confidence >= start_track_at for _, rule in pairs):
+def track_unconfirmed(sighting: _Object, start_track_at: float | None) -> str | None:
+    """`start_track_at`: the threshold of the rule's tracker (None: the rule does not follow tracks)."""
+    if start_track_at is None or sighting.confirmed:
         return None
-    return f"{confidence:.2f} < {start_track_at:.2f}: the tracker never starts a track (identity: track)"
+    return (
+        f"{sighting.pair[1].name}'s tracker starts a track at {start_track_at:.2f} and confirms it at the next "
+        "sample that shows it; this object never continued a confirmed track"
+    )
 
 
 def dwell_too_short(sighting: _Object) -> str | None:
@@ -128,24 +148,24 @@ def filing_outcome(created: bool | None, suppressed: bool, case_id: int | None) 
     return None
 
 
-def _tracks(rule: Rule) -> bool:
-    return isinstance(rule, DwellRule) and rule.identity == "track"
-
-
 @dataclass
 class NearMisses:
     """Collects the reasons for one preset's frames; `groups()` gives them grouped, most confident first."""
 
     zones: Sequence[WatchedZone]
-    start_track_at: float
-    """The tracker's threshold to start a track (ByteTrack's high-confidence threshold)."""
+    start_track_at: Mapping[str, float]
+    """Rule name → the threshold at which its tracker starts a track, for every dwell rule by track."""
     examples: int = 6
     counts: Counter[str] = field(default_factory=Counter)
     _top: dict[str, list[tuple[float, int, Sighting]]] = field(default_factory=dict)
     _objects: list[_Object] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
 
-    def observe(self, frame: Frame, detections: sv.Detections, source: str) -> None:
+    def observe(
+        self, frame: Frame, detections: sv.Detections, source: str, confirmed: Callable[[str], sv.Detections]
+    ) -> None:
+        """One frame's detections, after the scene observed it: `confirmed(rule)` gives the detections that
+        continued one of the rule's confirmed tracks in this frame."""
         names = detections.data.get("class_name", np.array([""] * len(detections)))
         pairs = [(zone, rule) for zone in self.zones for rule in zone.rules]
         for index in range(len(detections)):
@@ -160,7 +180,9 @@ class NearMisses:
                 continue
             for zone, rule in mine:
                 if confidence >= rule.min_confidence and bool(zone.zone.contains(one, frame.width, frame.height)[0]):
-                    self._candidate((zone, rule), Sighting("", "", name, confidence, box, frame, source))
+                    tracked = rule.name in self.start_track_at and _among(one.xyxy[0], confirmed(rule.name).xyxy)
+                    sighting = Sighting("", "", name, confidence, box, frame, source)
+                    self._candidate((zone, rule), sighting, tracked)
 
     def _first_reason(
         self, name: str, confidence: float, one: sv.Detections, frame: Frame, pairs: list[Pair], mine: list[Pair]
@@ -170,26 +192,27 @@ class NearMisses:
         if (detail := below_min_confidence(confidence, mine)) is not None:
             return "below_min_confidence", detail
         confident = [(z, r) for z, r in mine if confidence >= r.min_confidence]
+        if (detail := box_implausible(one, frame, confident)) is not None:
+            return "box_implausible", detail
+        confident = [(z, r) for z, r in confident if bool(r.plausible(one.xyxy, frame.width, frame.height)[0])]
         if (detail := outside_zones(one, frame, confident)) is not None:
             return "outside_zones", detail
         inside = [(z, r) for z, r in confident if bool(z.zone.contains(one, frame.width, frame.height)[0])]
         if (detail := rule_inactive(frame.captured_at, inside)) is not None:
             return "rule_inactive", detail
-        if (detail := track_unconfirmed(confidence, inside, self.start_track_at)) is not None:
-            return "track_unconfirmed", detail
         return None
 
-    def _candidate(self, pair: Pair, sighting: Sighting) -> None:
+    def _candidate(self, pair: Pair, sighting: Sighting, tracked: bool) -> None:
         rule = pair[1]
         gap = rule.max_gap if isinstance(rule, DwellRule) else timedelta(hours=1)
         at = sighting.frame.captured_at
         for seen in reversed(self._objects):
             if seen.pair == pair and at - seen.last <= gap and box_iou(seen.box, sighting.box) >= 0.3:
-                seen.box, seen.last = sighting.box, at
+                seen.box, seen.last, seen.confirmed = sighting.box, at, seen.confirmed or tracked
                 if sighting.confidence > seen.best.confidence:
                     seen.best = sighting
                 return
-        self._objects.append(_Object(pair, sighting.box, at, at, sighting))
+        self._objects.append(_Object(pair, sighting.box, at, at, sighting, confirmed=tracked))
 
     def violation(self, violation: Violation) -> None:
         """A violation fired: the sightings it covers are explained by its filing, not by the rules."""
@@ -208,15 +231,21 @@ class NearMisses:
             heapq.heappushpop(top, item)
 
     def finish(self) -> None:
-        """Sightings no violation covered: dwell too short, or too few visits."""
+        """Sightings no violation covered: track never confirmed, dwell too short, or too few visits."""
         for seen in self._objects:
             if seen.fired:
                 continue
-            for reason, check in (("dwell_too_short", dwell_too_short), ("too_few_visits", too_few_visits)):
-                if (detail := check(seen)) is not None:
+            reasons = (
+                ("track_unconfirmed", track_unconfirmed(seen, self.start_track_at.get(seen.pair[1].name))),
+                ("dwell_too_short", dwell_too_short(seen)),
+                ("too_few_visits", too_few_visits(seen)),
+            )
+            for reason, detail in reasons:
+                if detail is not None:
                     best = seen.best
                     self.add(Sighting(reason, detail, best.class_name, best.confidence, best.box, best.frame,
                                       best.source))  # fmt: skip
+                    break
         self._objects.clear()
 
     def groups(self) -> list[tuple[str, int, list[Sighting]]]:
@@ -226,3 +255,8 @@ class NearMisses:
             for reason in TITLES
             if self.counts[reason]
         ]
+
+
+def _among(box: np.ndarray, boxes: np.ndarray) -> bool:
+    """Whether `box` is one of `boxes` (the tracker hands back the detections' own boxes)."""
+    return bool(len(boxes)) and bool(np.any(np.all(np.isclose(np.asarray(boxes, dtype=float), box), axis=1)))

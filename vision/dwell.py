@@ -6,6 +6,7 @@ Time comes from the frame, never the wall clock.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
@@ -26,13 +27,27 @@ class _Stay:
     first_seen: datetime
     last_seen: datetime
     box: Box
-    class_name: str
     confidence: float
     first_box: Box
     """Where the object was first seen: overlap identity matches against it, so a creeping object drifts off."""
+    labels: Counter[str] = field(default_factory=Counter)
+    """How often each label was seen on the object: a vehicle flickering car/truck is named by the commoner."""
     reported_at: datetime | None = None
     missed: int = 0
     """Consecutive samples without the object (overlap identity)."""
+
+    @classmethod
+    def start(cls, now: datetime, box: Box, name: str, confidence: float) -> _Stay:
+        return cls(now, now, box, confidence, box, Counter({name: 1}))
+
+    def seen(self, now: datetime, box: Box, name: str, confidence: float) -> None:
+        self.last_seen, self.box, self.confidence = now, box, confidence
+        self.labels[name] += 1
+
+    @property
+    def class_name(self) -> str:
+        """The label seen most often (the first seen of equally common ones)."""
+        return self.labels.most_common(1)[0][0]
 
 
 @dataclass
@@ -84,7 +99,7 @@ class DwellState(_StayStateBase):
     """
 
     def update(self, frame: Frame, detections: sv.Detections) -> list[Violation]:
-        """Feed the tracked detections inside the zone (any class); returns the violations that fire now."""
+        """Feed the tracked detections inside the zone (the rule's candidates); returns the violations firing now."""
         now = frame.captured_at
         if not self.rule.is_active(now):
             self._stays.clear()  # outside its hours a rule sees nothing; a stay starts again at opening
@@ -100,9 +115,9 @@ class DwellState(_StayStateBase):
             xyxy = as_box(box)
             stay = self._stays.get(int(track_id))
             if stay is None:
-                self._stays[int(track_id)] = _Stay(now, now, xyxy, name, float(confidence), xyxy)
+                self._stays[int(track_id)] = _Stay.start(now, xyxy, name, float(confidence))
             else:
-                stay.last_seen, stay.box, stay.class_name, stay.confidence = now, xyxy, name, float(confidence)
+                stay.seen(now, xyxy, name, float(confidence))
         return self._fire(frame)
 
 
@@ -140,7 +155,7 @@ class OverlapState(_StayStateBase):
     _next_id: int = 1
 
     def update(self, frame: Frame, detections: sv.Detections) -> list[Violation]:
-        """Feed the detections inside the zone (any class, tracked or not); returns the violations firing now."""
+        """Feed the detections inside the zone (the rule's candidates, or any); returns the violations firing now."""
         now = frame.captured_at
         if not self.rule.is_active(now):
             self._stays.clear()
@@ -158,11 +173,10 @@ class OverlapState(_StayStateBase):
             xyxy = as_box(box)
             key = matched.get(index)
             if key is None:
-                self._stays[self._next_id] = _Stay(now, now, xyxy, name, float(confidence), xyxy)
+                self._stays[self._next_id] = _Stay.start(now, xyxy, name, float(confidence))
                 self._next_id += 1
             else:
-                stay = self._stays[key]
-                stay.last_seen, stay.box, stay.class_name, stay.confidence = now, xyxy, name, float(confidence)
+                self._stays[key].seen(now, xyxy, name, float(confidence))
         return self._fire(frame)
 
     def _count_misses(self, keys: list[int], seen: set[int]) -> None:

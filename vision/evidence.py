@@ -37,14 +37,22 @@ def render_evidence(violation: Violation, *, jpeg_quality: int = 85) -> dict[str
 
 
 def annotate(violation: Violation) -> np.ndarray:
-    """The frame with the zone shaded, the object's box and a short label, and a banner saying what and when."""
-    image = violation.frame.image.copy()
+    """The frame with the zone shaded around the object, its box and a short label, and a banner: what and when.
+
+    The zone's tint and outline stop at the offending box (every member's box, for a group): the object keeps
+    its own colour, so a blue car still looks blue.
+    """
+    original = violation.frame.image
+    image = original.copy()
     short_side = min(image.shape[:2])
     thickness = max(2, round(short_side / 240))
     text_scale = max(0.4, short_side / 900)
     zone_color = sv.Color.from_hex("#ffd400")
     image = sv.draw_filled_polygon(image, violation.zone_polygon, color=zone_color, opacity=0.2)
     image = sv.draw_polygon(image, violation.zone_polygon, color=zone_color, thickness=thickness)
+    for box in [member.box for member in violation.members] or [violation.box]:
+        x1, y1, x2, y2 = _pixels(box, image.shape)
+        image[y1:y2, x1:x2] = original[y1:y2, x1:x2]
     red = sv.Color.from_hex("#e8112d")
     labeler = sv.LabelAnnotator(
         color=sv.ColorPalette([red]),
@@ -75,6 +83,13 @@ def annotate(violation: Violation) -> np.ndarray:
         label = f"{violation.class_name} {violation.confidence:.2f} | {_how_long(violation)}"
         image = labeler.annotate(image, detections, labels=[label])
     return _banner(image, violation, text_scale, max(1, thickness // 2))
+
+
+def _pixels(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A box's pixel slice bounds (rounded outwards), clipped to an image of `shape`."""
+    height, width = shape[:2]
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    return x1, y1, min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
 
 
 def _how_long(violation: Violation) -> str:

@@ -9,7 +9,7 @@ as evidence. Garbage piles and stalls are judged this way: minutes apart, not fr
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
@@ -76,6 +76,8 @@ class _Sighting:
     members: tuple[Member, ...]
     frame: Frame
     first_at: datetime
+    labels: Counter[str] = field(default_factory=Counter)
+    """Labels of the place in this visit's frames, one per frame that showed it."""
 
     def score(self) -> tuple[int, float]:
         return (len(self.members), self.confidence)
@@ -90,6 +92,8 @@ class _Site:
     first_seen: datetime
     history: deque[bool]
     reported_at: datetime | None = None
+    labels: Counter[str] = field(default_factory=Counter)
+    """Labels seen at the place over its visits: the violation names the commonest."""
 
 
 @dataclass
@@ -159,13 +163,14 @@ class VisitState(RuleState[VisitRule]):
             site.history.append(key in seen)
             if key in seen:
                 site.box = seen[key].box
+                site.labels.update(seen[key].labels)
             elif not any(site.history):
                 del self._sites[key]  # unseen for `of` visits: it is gone
         matched = {c for _, c in pairs}
         for index, sighting in enumerate(sightings):
             if index not in matched:
                 history = deque([False] * (span - 1) + [True], maxlen=self.rule.of)
-                site = _Site(self._next_key, sighting.box, sighting.first_at, history)
+                site = _Site(self._next_key, sighting.box, sighting.first_at, history, labels=Counter(sighting.labels))
                 self._sites[site.key] = site
                 seen[site.key] = sighting
                 self._next_key += 1
@@ -207,11 +212,13 @@ class VisitState(RuleState[VisitRule]):
         boxes = np.array([s.box for s in self._sightings], dtype=float).reshape(-1, 4)
         pairs = match_by_overlap(boxes, np.array([candidate.box], dtype=float), self.rule.min_overlap)
         if not pairs:
+            candidate.labels[candidate.class_name] += 1
             self._sightings.append(candidate)
             return
         current = self._sightings[pairs[0][0]]
+        current.labels[candidate.class_name] += 1
         if candidate.score() > current.score():
-            candidate.first_at = current.first_at
+            candidate.first_at, candidate.labels = current.first_at, current.labels
             self._sightings[pairs[0][0]] = candidate
 
     def _fire(self, site: _Site, sighting: _Sighting, span: int) -> Violation | None:
@@ -225,7 +232,7 @@ class VisitState(RuleState[VisitRule]):
         return self._violation(
             sighting.frame,
             track_id=site.key,
-            class_name=sighting.class_name,
+            class_name=site.labels.most_common(1)[0][0] if site.labels else sighting.class_name,
             confidence=sighting.confidence,
             box=sighting.box,
             first_seen=min(site.first_seen, now),

@@ -15,14 +15,17 @@ beside it. The family, and what the scene asks of each branch:
 | └ `GroupRule` | different classes stand together in k of n visits | at visit end | `persistence.VisitState` |
 
 Which detector classes count is configuration (`classes`), so a fine-tuned model with new classes plugs in
-without code changes. Time always comes from the frame, so a recorded sequence replays to the same violations.
+without code changes. A rule's classes are one physical thing to it (`merge_iou`): boxes of them on one object
+are one detection, and the violation names the label seen most often for the object. Boxes whose size or shape
+no real object has (`min_area` … `max_aspect`) are dropped before any rule judges them. Time always comes
+from the frame, so a recorded sequence replays to the same violations.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -30,7 +33,8 @@ import supervision as sv
 from pydantic import BeforeValidator, ConfigDict, Field, field_serializer, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-from citywatch.vision.detections import CLASS_NAME
+from citywatch.vision.boxes import nms
+from citywatch.vision.detections import CLASS_NAME, confidence_or_ones
 from citywatch.vision.params import DEFAULT_TIMEZONE, Duration, PositiveDuration, Strict, TimezoneName
 from citywatch.vision.taxonomy import KINDS
 
@@ -82,7 +86,39 @@ class Rule(Strict):
     classes: frozenset[str] = Field(
         description="Detector class names that count (a fine-tuned model's own names plug in here)"
     )
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this are ignored")
+    min_confidence: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Detections below this are ignored; with identity track also the score that starts a track. "
+        "At least the detector's conf (the detector drops everything below it; the config refuses less)",
+    )
+    # Plausibility. Defaults from `bench/box_stats.py` (training labels and field set), beyond every class's
+    # 0.5th-99.5th percentiles with margin: area 0.0005 (an empty parking space) to 0.81 (a bin photographed
+    # close; handheld garbage piles reach 0.78), aspect 0.20 (a bin) to 8.1 (a parking space; garbage 5.3,
+    # piles 6.0). They drop only boxes no labelled object ever had: a fixed camera's rule should set its own.
+    min_area: float = Field(
+        0.0002, ge=0.0, le=1.0, description="Smallest plausible box, as a fraction of the frame's area"
+    )
+    max_area: float = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="Largest plausible box, as a fraction of the frame's area (a CCTV view of a pavement: "
+        "set it from what an object there can cover)",
+    )
+    min_aspect: float = Field(0.1, gt=0.0, description="Narrowest plausible box: width / height in pixels")
+    max_aspect: float = Field(
+        10.0, gt=0.0, description="Widest plausible box: width / height in pixels (a pavement-wide strip is wider)"
+    )
+    merge_iou: float | None = Field(
+        0.7,
+        gt=0.0,
+        le=1.0,
+        description="Boxes of the rule's classes overlapping more than this (IoU) are one object whatever their "
+        "labels (class-agnostic NMS; the detector suppresses only within a class): a vehicle called both car and "
+        "truck is one detection. None: labels are kept apart",
+    )
     active: Annotated[ActiveWindow | None, BeforeValidator(_window_from_pair)] = Field(
         None, description='Local daily window [start, end) the rule runs, e.g. ["07:00", "21:00"]; may wrap midnight'
     )
@@ -110,12 +146,48 @@ class Rule(Strict):
             raise ValueError(f"must be >= 0, got {repeat_every}")
         return repeat_every
 
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> Rule:
+        if self.min_area >= self.max_area:
+            raise ValueError(f"min_area: {self.min_area} must be below max_area ({self.max_area})")
+        if self.min_aspect >= self.max_aspect:
+            raise ValueError(f"min_aspect: {self.min_aspect} must be below max_aspect ({self.max_aspect})")
+        return self
+
     @field_serializer("classes")
     def _sorted_classes(self, classes: frozenset[str]) -> list[str]:
         return sorted(classes)  # a set's order changes between processes; a dump must not
 
     def is_active(self, moment: datetime) -> bool:
         return self.active is None or self.active.contains(moment)
+
+    def plausible(self, xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Boolean mask of the (N, 4) pixel boxes whose area and aspect lie within this rule's limits."""
+        boxes = np.asarray(xyxy, dtype=float).reshape(-1, 4)
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        area = w * h / float(width * height)
+        aspect = np.divide(w, h, out=np.full(len(boxes), np.inf), where=h > 0)
+        mask: np.ndarray = (
+            (area >= self.min_area)
+            & (area <= self.max_area)
+            & (aspect >= self.min_aspect)
+            & (aspect <= self.max_aspect)
+        )
+        return mask
+
+    def candidates(self, detections: sv.Detections, width: int, height: int) -> sv.Detections:
+        """What this rule looks at in a `width`×`height` frame, before `min_confidence`: boxes of its classes that
+        are plausible, one per object (class-agnostic NMS at `merge_iou`: the best-scoring label stays)."""
+        names = detections.data.get(CLASS_NAME)
+        if names is None or len(detections) == 0:
+            return cast(sv.Detections, detections[np.zeros(len(detections), dtype=bool)])
+        keep = np.isin(np.asarray(names), list(self.classes))
+        keep &= self.plausible(detections.xyxy, width, height)
+        chosen = cast(sv.Detections, detections[keep])
+        if self.merge_iou is None or len(chosen) < 2:
+            return chosen
+        kept = nms(chosen.xyxy, confidence_or_ones(chosen), self.merge_iou)
+        return cast(sv.Detections, chosen[np.sort(kept)])
 
     def select(self, detections: sv.Detections) -> np.ndarray:
         """Boolean mask of the detections this rule looks at (class and confidence)."""
@@ -165,6 +237,14 @@ class DwellRule(FrameRule):
       and starts again, so it never "dwells"; a spot that cars of a moving lane pass one after another is
       missed in the samples between them, and more than `max_missed` misses in a row end the stay. It cannot
       tell two look-alike objects that trade the same spot between two samples.
+
+    The tracker of identity ``track`` has no thresholds of its own: each such rule gets its own ByteTrack
+    (`scene.rule_tracker`), fed the rule's `candidates` (its classes, one box per object whatever the label,
+    so a vehicle flickering car/truck keeps its id). A track starts from a detection scoring at least
+    `min_confidence` and is confirmed when the next sample shows it again within `max_gap`; a detection between
+    the detector's `conf` (below it nothing reaches the scene) and `min_confidence` only carries a track through
+    a dip and never counts toward the dwell. So lowering `min_confidence`
+    lets fainter vehicles start tracks, and the config refuses settings that can never confirm one.
     """
 
     type: Literal["dwell"] = Field("dwell", description="dwell: an object stays in the zone for min_dwell")
@@ -280,6 +360,13 @@ class GroupRule(VisitRule):
     )
     min_members: int = Field(2, ge=2, description="Fewest boxes in a group")
     min_classes: int = Field(2, ge=1, description="Fewest different classes in a group")
+    merge_iou: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="IoU above which boxes of the rule's classes are one object whatever their labels; none (the "
+        "default here): a group's classes are different things, an umbrella over a table is two",
+    )
 
     @model_validator(mode="after")
     def _group_fits_classes(self) -> GroupRule:

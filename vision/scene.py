@@ -1,7 +1,7 @@
-"""One preset of one camera: its tracker, its zones and the rules watching each zone.
+"""One preset of one camera: its zones, the rules watching each zone, and a tracker per rule that follows tracks.
 
-A frame's path: detections → tracker (ids across samples, only when a rule follows tracks) → each zone's
-anchor test → each rule's state.
+A frame's path, per rule: the rule's candidates (its classes, plausible boxes, one per object: `Rule.candidates`)
+→ the rule's own tracker (only a dwell by track) → each zone's anchor test → the rule's state.
 
 Visits. A PTZ patrol looks at a preset in short bursts ("visits") minutes apart. It brackets each burst:
 
@@ -10,7 +10,7 @@ Visits. A PTZ patrol looks at a preset in short bursts ("visits") minutes apart.
         violations += scene.observe(frame, detections)   # dwell and presence fire here, frame by frame
     violations += scene.end_visit()        # persistence and group rules decide here, once per visit
 
-`begin_visit` restarts the tracker (the camera was elsewhere: track ids mean nothing across the gap), so a
+`begin_visit` restarts the trackers (the camera was elsewhere: track ids mean nothing across the gap), so a
 dwell by track never spans visits; a dwell by overlap and presence remember their objects across visits for
 their `max_gap`. A fixed camera never calls them: outside a visit every `observe()` is a one-frame visit, so
 persistence rules then count samples.
@@ -42,17 +42,23 @@ class WatchedZone:
     rules: tuple[Rule, ...]
 
 
-def patrol_tracker(lost_after_s: float = 20.0) -> ByteTrackTracker:
-    """A ByteTrack tuned for patrol sampling (about one frame a second, not 30).
+TRACK_MEMORY_S = 20.0
+"""How long a tracker keeps the id of a track it lost (a parked car briefly occluded). The stay itself ends after
+the rule's `max_gap`; a track back within this time keeps its id, so its new stay starts at once."""
 
-    Tracks are matched on frame timestamps, so a parked car keeps its id while it is briefly occluded for
-    up to `lost_after_s`; new tracks start from moderate confidences because far vehicles score ~0.3-0.5
-    with a nano model.
+
+def rule_tracker(rule: FrameRule) -> ByteTrackTracker:
+    """The ByteTrack of one dwell rule by track; its confidence thresholds are the rule's (see `DwellRule`).
+
+    A track starts from a detection scoring at least `min_confidence` (ByteTrack's activation and high-score
+    thresholds both) and is confirmed at its next sighting; lower-scoring detections, down to the detector's
+    `conf`, only continue tracks. Tracks are matched on frame timestamps, so patrol rates of a frame every few
+    seconds work, at any overlap (IoU ≥ 0.1): a parked vehicle barely moves between samples.
     """
     return ByteTrackTracker(
-        lost_track_buffer=round(30 * lost_after_s),  # the tracker counts this buffer in 30 fps frames
-        track_activation_threshold=0.3,
-        high_conf_det_threshold=0.45,
+        lost_track_buffer=round(30 * TRACK_MEMORY_S),  # the tracker counts this buffer in 30 fps frames
+        track_activation_threshold=rule.min_confidence,
+        high_conf_det_threshold=rule.min_confidence,
         minimum_consecutive_frames=1,
         minimum_iou_threshold=0.1,
     )
@@ -67,17 +73,20 @@ class PresetScene:
         preset_id: str | None,
         zones: Sequence[WatchedZone],
         *,
-        tracker: ByteTrackTracker | None = None,
         model_version: str = "",
     ) -> None:
         self.camera_id = camera_id
         self.preset_id = preset_id
         self.zones = tuple(zones)
-        self.tracker = tracker if tracker is not None else patrol_tracker()
         self.model_version = model_version
-        self._needs_tracks = any(
-            isinstance(rule, FrameRule) and rule.follows_tracks() for watched in self.zones for rule in watched.rules
-        )
+        self.trackers: dict[str, ByteTrackTracker] = {
+            rule.name: rule_tracker(rule)
+            for watched in self.zones
+            for rule in watched.rules
+            if isinstance(rule, FrameRule) and rule.follows_tracks()
+        }
+        """Rule name → its tracker, for every dwell rule by track."""
+        self._confirmed: dict[str, sv.Detections] = {}
         # Rule states are created per resolution-independent zone; the polygon for drawing is filled lazily.
         self._states: dict[tuple[str, str], State] = {}
         self._visit_at: datetime | None = None
@@ -92,7 +101,7 @@ class PresetScene:
         `at` is not a bound on the frames' times: a latest-frame reader may hand out a frame captured a few
         milliseconds before the call.
 
-        Restarts the tracker and forgets dwell-by-track stays; keeps what overlap and visit rules remember.
+        Restarts the trackers and forgets dwell-by-track stays; keeps what overlap and visit rules remember.
         """
         if at.tzinfo is None or at.utcoffset() != timedelta(0):
             raise ValueError(f"begin_visit: `at` must be timezone-aware UTC; got {at!r}")
@@ -101,7 +110,7 @@ class PresetScene:
                 f"camera {self.camera_id!r} preset {self.preset_id!r}: begin_visit at {at.isoformat()} while the "
                 f"visit begun at {self._visit_at.isoformat()} is still open (call end_visit first)"
             )
-        self.tracker.reset()
+        self._reset_trackers()
         for key in [k for k, state in self._states.items() if isinstance(state, DwellState)]:
             del self._states[key]
         self._visit_at = at
@@ -126,30 +135,50 @@ class PresetScene:
                 f"frame of camera {frame.camera_id!r} preset {frame.preset_id!r} fed to the scene of "
                 f"camera {self.camera_id!r} preset {self.preset_id!r}"
             )
-        tracked = sv.Detections.empty()
-        if self._needs_tracks:
-            tracked = self.tracker.update(detections, timestamp=frame.captured_at.timestamp())
-            if tracked.tracker_id is not None and len(tracked):
-                tracked = cast(sv.Detections, tracked[tracked.tracker_id >= 0])  # -1: not yet confirmed
         violations: list[Violation] = []
+        seen: dict[str, sv.Detections] = {}
+        self._confirmed.clear()
         for watched in self.zones:
-            inside = cast(sv.Detections, detections[watched.zone.contains(detections, frame.width, frame.height)])
             for rule in watched.rules:
+                mine = seen.get(rule.name)
+                if mine is None:
+                    mine = seen[rule.name] = self._follow(
+                        rule, frame, rule.candidates(detections, frame.width, frame.height)
+                    )
+                inside = cast(sv.Detections, mine[watched.zone.contains(mine, frame.width, frame.height)])
                 state = self._state(watched.zone, rule, frame)
                 if isinstance(state, VisitState):
                     violations.extend(self._visit_update(state, frame, inside))
-                elif isinstance(state, DwellState):
-                    in_zone = watched.zone.contains(tracked, frame.width, frame.height)
-                    violations.extend(state.update(frame, cast(sv.Detections, tracked[in_zone])))
                 else:
                     violations.extend(state.update(frame, inside))
         return violations
 
+    def confirmed(self, rule: str) -> sv.Detections:
+        """The last observed frame's detections of rule `rule` that continue a confirmed track (none if the rule
+        does not follow tracks): what `citywatch replay` tells "track never confirmed" by."""
+        return self._confirmed.get(rule, sv.Detections.empty())
+
+    def _follow(self, rule: Rule, frame: Frame, candidates: sv.Detections) -> sv.Detections:
+        """A dwell rule by track: its candidates that continue a confirmed track, with their ids; else as given."""
+        tracker = self.trackers.get(rule.name)
+        if tracker is None:
+            return candidates
+        tracked = tracker.update(candidates, timestamp=frame.captured_at.timestamp())
+        if tracked.tracker_id is not None and len(tracked):
+            tracked = cast(sv.Detections, tracked[tracked.tracker_id >= 0])  # -1: not yet confirmed
+        self._confirmed[rule.name] = tracked
+        return tracked
+
     def reset(self) -> None:
         """Forget everything: tracks, stays, visit histories, and any open visit."""
-        self.tracker.reset()
+        self._reset_trackers()
         self._states.clear()
         self._visit_at = None
+
+    def _reset_trackers(self) -> None:
+        for tracker in self.trackers.values():
+            tracker.reset()
+        self._confirmed.clear()
 
     def _visit_update(self, state: VisitState, frame: Frame, inside: sv.Detections) -> list[Violation]:
         if self._visit_at is not None:

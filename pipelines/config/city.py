@@ -10,13 +10,13 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from citywatch.models.builtin import resolve_model
-from citywatch.pipelines.config.cameras import CameraConfig, DetectorConfig
+from citywatch.pipelines.config.cameras import CameraConfig, DetectorConfig, PresetConfig
 from citywatch.pipelines.config.outside import DevicesConfig, WebhookConfig
 from citywatch.pipelines.config.rules import ActionConfig, RuleConfig
 from citywatch.pipelines.config.serving import AuthConfig, LifecycleConfig, ServingConfig
 from citywatch.pipelines.config.storage import StorageConfig
 from citywatch.vision.params import Strict
-from citywatch.vision.rules import Rule
+from citywatch.vision.rules import FrameRule, Rule
 from citywatch.vision.scene import WatchedZone
 
 
@@ -111,6 +111,27 @@ class CityConfig(Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _rules_fit_their_presets(self) -> CityConfig:
+        """Each rule against the detector and sampling of every preset that runs it: refuse what could never
+        work as written, saying why and what to change."""
+        problems = []
+        for camera_id, camera in self.cameras.items():
+            for preset_id, preset in camera.presets.items():
+                detector_name = preset.detector or camera.detector
+                detector = self.detectors.get(detector_name)
+                for zone_name, zone in preset.zones.items():
+                    where = f"cameras → {camera_id} → presets → {preset_id} → zones → {zone_name}"
+                    for name in zone.rules:
+                        rule = self.rules.get(name)
+                        if rule is None or detector is None:
+                            continue  # named in `_references_resolve`
+                        problems += [f"{where}: rules → {name} → {p}" for p in rule_problems(
+                            rule, detector_name, detector, preset)]  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def anchored(self, base_dir: Path) -> CityConfig:
         """A copy whose relative paths (database file, spool, model files) are made absolute under `base_dir`.
 
@@ -148,3 +169,27 @@ class CityConfig(Strict):
         if rule.active is None or rule.active.timezone is not None:
             return rule
         return rule.model_copy(update={"active": replace(rule.active, timezone=self.serving.timezone)})
+
+
+def rule_problems(rule: Rule, detector_name: str, detector: DetectorConfig, preset: PresetConfig) -> list[str]:
+    """Why `rule` cannot work as written on a preset with this detector and sampling (empty: it can)."""
+    problems = []
+    if rule.min_confidence < detector.conf:
+        problems.append(
+            f"min_confidence {rule.min_confidence} is below the conf {detector.conf} of detector {detector_name!r}: "
+            f"no box under {detector.conf} reaches the rule, so it would act as {detector.conf}. Set min_confidence "
+            f">= {detector.conf}, or lower detectors → {detector_name} → conf"
+        )
+    if isinstance(rule, FrameRule) and rule.follows_tracks():
+        if preset.schedule is not None and preset.samples < 2:
+            problems.append(
+                f"identity track can never confirm a track here: a track is confirmed at its second sample and the "
+                f"tracker restarts with every visit, which takes {preset.samples} sample. Set samples >= 2 on the "
+                "preset, or identity: overlap"
+            )
+        if rule.max_gap < preset.sample_every:
+            problems.append(
+                f"max_gap {rule.max_gap} is shorter than the preset's sample_every ({preset.sample_every}): every "
+                "stay ends before the next sample, so no track's dwell ever grows. Set max_gap longer than sample_every"
+            )
+    return problems

@@ -217,6 +217,11 @@ EVERY_PARAMETER = {
         identity: overlap
         min_overlap: 0.6
         max_missed: 5
+        min_area: 0.001
+        max_area: 0.5
+        min_aspect: 0.5
+        max_aspect: 4
+        merge_iou: 0.8
         warn: {action: speaker, grace: 10m, tolerance: 1h}
         """,
         {
@@ -229,6 +234,11 @@ EVERY_PARAMETER = {
             "identity": "overlap",
             "min_overlap": 0.6,
             "max_missed": 5,
+            "min_area": 0.001,
+            "max_area": 0.5,
+            "min_aspect": 0.5,
+            "max_aspect": 4.0,
+            "merge_iou": 0.8,
         },
     ),
     "presence": (
@@ -241,6 +251,11 @@ EVERY_PARAMETER = {
         repeat_every: 3m
         max_gap: 2h
         min_overlap: 0.4
+        min_area: 0.0005
+        max_area: 0.25
+        min_aspect: 0.3
+        max_aspect: 5
+        merge_iou: null
         warn: {action: speaker, grace: 10m, tolerance: 1h}
         """,
         {
@@ -249,6 +264,11 @@ EVERY_PARAMETER = {
             "repeat_every": timedelta(minutes=3),
             "max_gap": timedelta(hours=2),
             "min_overlap": 0.4,
+            "min_area": 0.0005,
+            "max_area": 0.25,
+            "min_aspect": 0.3,
+            "max_aspect": 5.0,
+            "merge_iou": None,
         },
     ),
     "persistence": (
@@ -262,16 +282,28 @@ EVERY_PARAMETER = {
         of: 5
         min_overlap: 0.25
         repeat_every: 30m
+        min_area: 0.001
+        max_area: 0.6
+        min_aspect: 0.2
+        max_aspect: 8
+        merge_iou: 0.5
         warn: {action: speaker, grace: 45m, tolerance: 2h}
         """,
-        {"classes": frozenset({"garbage", "bag"}), "visits": 3, "of": 5, "repeat_every": timedelta(minutes=30)},
+        {
+            "classes": frozenset({"garbage", "bag"}),
+            "visits": 3,
+            "of": 5,
+            "repeat_every": timedelta(minutes=30),
+            "max_area": 0.6,
+            "merge_iou": 0.5,
+        },
     ),
     "group": (
         """
         type: group
         kind: road_occupying_business
         classes: [umbrella, dining table, chair]
-        min_confidence: 0.2
+        min_confidence: 0.26
         active: ["07:00", "21:00"]
         visits: 1
         of: 2
@@ -280,9 +312,22 @@ EVERY_PARAMETER = {
         group_distance: 0.7
         min_members: 4
         min_classes: 3
+        min_area: 0.002
+        max_area: 0.3
+        min_aspect: 0.25
+        max_aspect: 3
+        merge_iou: 0.9
         warn: {action: speaker, grace: 30m, tolerance: 2h}
         """,
-        {"min_overlap": 0.45, "group_distance": 0.7, "min_members": 4, "min_classes": 3},
+        {
+            "min_confidence": 0.26,
+            "min_overlap": 0.45,
+            "group_distance": 0.7,
+            "min_members": 4,
+            "min_classes": 3,
+            "min_area": 0.002,
+            "merge_iou": 0.9,
+        },
     ),
 }
 
@@ -335,3 +380,49 @@ def test_bad_rule_values_are_refused_with_their_path(change: dict[str, Any], whe
 def test_an_unknown_city_timezone_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"serving → timezone: .*unknown timezone 'Moon/Base'"):
         parse_config(document(("serving",), {"timezone": "Moon/Base"}))
+
+
+# -- a rule must be able to work on every preset that runs it ------------------------------------------------------
+
+FIRE_LANE = "cameras → gate-3 → presets → main → zones → fire-lane: rules → illegal_parking"
+UNWORKABLE = {
+    "below-the-detector": (
+        {("rules", "illegal_parking", "min_confidence"): 0.2},
+        r"min_confidence 0.2 is below the conf 0.25 of detector 'default': no box under 0.25 reaches the rule, so "
+        r"it would act as 0.25. Set min_confidence >= 0.25, or lower detectors → default → conf",
+    ),
+    "one-sample-visits": (
+        {(*PRESET, "schedule"): {"every": "15m"}, (*PRESET, "samples"): 1},
+        r"identity track can never confirm a track here: a track is confirmed at its second sample and the "
+        r"tracker restarts with every visit, which takes 1 sample. Set samples >= 2 on the preset, or identity: "
+        r"overlap",
+    ),
+    "gap-shorter-than-sampling": (
+        {("rules", "illegal_parking", "max_gap"): "1s"},
+        r"max_gap 0:00:01 is shorter than the preset's sample_every \(0:00:02\): every stay ends before the next",
+    ),
+}
+
+
+@pytest.mark.parametrize(("changes", "why"), UNWORKABLE.values(), ids=UNWORKABLE.keys())
+def test_a_rule_that_could_never_work_is_refused_with_the_reason(changes: dict[tuple[str, ...], Any], why: str) -> None:
+    data = document()
+    for path, value in changes.items():
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="city.yaml")
+    message = str(caught.value)
+    assert FIRE_LANE in message, message
+    assert re.search(why, message), message
+
+
+def test_the_same_rule_works_where_its_settings_fit() -> None:
+    data = document(("rules", "illegal_parking", "min_confidence"), 0.2)
+    data["detectors"] = {"default": {"conf": 0.2}}  # the detector keeps what the rule asks for
+    assert parse_config(data).rules["illegal_parking"].min_confidence == 0.2
+    overlap = document(("rules", "illegal_parking", "identity"), "overlap")
+    overlap["cameras"]["gate-3"]["presets"]["main"] |= {"schedule": {"every": "15m"}, "samples": 1}
+    assert parse_config(overlap).rules["illegal_parking"].follows_tracks() is False  # overlap needs no second sample

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from citywatch.vision.evidence import crop, render_evidence
+from citywatch.vision.evidence import annotate, crop, render_evidence
 from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Member, Violation
 
@@ -99,3 +99,25 @@ def test_group_evidence_draws_every_member(width: int, height: int) -> None:
     facts = json.loads(evidence["sidecar"].data)
     assert facts["seen_in_visits"] == [2, 3]
     assert [m["class_name"] for m in facts["members"]] == ["umbrella", "dining table"]
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["object", "group"])
+def test_the_object_keeps_its_colour_and_the_zone_around_it_is_tinted(group: bool) -> None:
+    v = violation(854, 480)
+    if group:  # a stall: the members keep their colours, the gap between them is zone
+        left, right = (340.0, 240.0, 400.0, 380.0), (440.0, 260.0, 510.0, 380.0)
+        v = dataclasses.replace(v, box=(340.0, 240.0, 510.0, 380.0),
+                                members=(Member("umbrella", 0.7, left), Member("chair", 0.6, right)))  # fmt: skip
+    boxes = [m.box for m in v.members] or [v.box]
+    annotated, frame = annotate(v), v.frame.image
+    inset = 2 * max(2, round(480 / 240))  # clear of the red box line drawn over the edge
+    for x1, y1, x2, y2 in ((round(c) for c in box) for box in boxes):
+        inside = (slice(y1 + inset, y2 - inset), slice(x1 + inset, x2 - inset))
+        assert np.array_equal(annotated[inside], frame[inside])  # untouched: not a pixel recoloured
+    # The rest of the zone (the polygon is the lower half) is tinted yellow: more red and green than blue.
+    zone_patch = (slice(400, 460), slice(40, 200))
+    tint = annotated[zone_patch].astype(int) - frame[zone_patch].astype(int)
+    assert tint[..., 2].mean() > 10 and tint[..., 1].mean() > 10 and tint[..., 0].mean() < 0
+    if group:
+        gap = (slice(300, 370), slice(415, 430))
+        assert not np.array_equal(annotated[gap], frame[gap])
