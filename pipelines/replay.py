@@ -1,7 +1,8 @@
 """`citywatch replay`: the serving path of one preset run on recorded footage, with a report of what it files.
 
 What runs is what serving builds for that preset (`pipelines.build`): the preset's detector (`open_detector`,
-`builtin:` models included), its scene (zones, rules, tracker), the warning gate (`WarningGate.from_config`;
+`builtin:` models included) on the windows its `detect:` names (`preset_detect`), its scene (zones, rules,
+tracker), the warning gate (`WarningGate.from_config`;
 its actions are replaced by ones that only record, so no speaker plays) and the `CaseSink` → `CaseFiler` with
 its dedupe against open cases. Storage is throwaway: a SQLite database and an evidence folder under `out`;
 the config's storage, serving address, camera addresses and webhooks are not used (`replay_config`).
@@ -22,7 +23,6 @@ them): each starts at `start` or one minute after the previous source's last fra
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +36,7 @@ from citywatch.cases.evidence_folder import FolderEvidenceStore
 from citywatch.cases.filing import CaseFiler, FilingResult
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
-from citywatch.pipelines.build import case_sink, open_detector, preset_visit
+from citywatch.pipelines.build import case_sink, in_process, open_detector, preset_detect, preset_visit
 from citywatch.pipelines.config import CityConfig, ConfigError, parse_config
 from citywatch.pipelines.replay_reasons import NearMisses, Sighting, filing_outcome
 from citywatch.pipelines.replay_sources import Picture, SourceError, is_stream, read_folder, read_stream, read_video
@@ -230,6 +230,7 @@ class Replay:
         self.detector_name = config.preset_detector(camera_id, preset_id)
         self.detector = open_detector(config.detectors[self.detector_name])
         self.visit = preset_visit(config, camera_id, preset_id, detect=None, model_version=self.detector.info.version)
+        self.detect = preset_detect(config, camera_id, preset_id, in_process(self.detector))
         self.scene = self.visit.scene
         self.store = CaseStore.from_url(f"sqlite:///{(out / 'cases.db').resolve()}", policy=config.lifecycle.policy())
         self.evidence = FolderEvidenceStore(out / "evidence")
@@ -304,7 +305,7 @@ class Replay:
 
     async def _analyse(self, picture: Picture) -> None:
         frame = Frame(picture.image, self.camera_id, self.preset_id, picture.captured_at, self.result.frames_decoded)
-        detections = (await asyncio.to_thread(self.detector.detect, [frame.image]))[0]
+        detections = await self.detect(frame.image)
         self.result.frames_analysed += 1
         violations = self.scene.observe(frame, detections)
         self.near.observe(frame, detections, picture.name, self.scene.confirmed)

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from citywatch.models.builtin import BUILTIN_PREFIX
 from citywatch.vision.params import Duration, PositiveDuration, Strict, TimezoneName
+from citywatch.vision.regions import DetectRegion
 from citywatch.vision.zones import Zone, check_polygon
 
 DEFAULT_MODEL = f"{BUILTIN_PREFIX}coco-yolo11n"
@@ -66,6 +67,10 @@ class PresetConfig(Strict):
     )
     detector: str | None = Field(
         None, description="Detector (under `detectors:`) for this preset; none: the camera's `detector`"
+    )
+    detect: DetectRegion = Field(
+        default_factory=DetectRegion,
+        description="Where the detector looks: the whole frame (default), or the crop around the zones, in tiles",
     )
     zones: dict[str, ZoneConfig] = Field(description="Zones of this preset, by name")
 
