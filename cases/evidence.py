@@ -81,7 +81,7 @@ def s3_client(
     read_timeout: float = 5.0,
     retries: int = 1,
 ) -> Minio:
-    """A minio client with short timeouts and one retry, so a dead store fails in seconds, not minutes.
+    """A minio client with short timeouts and one retry of a 5xx answer, so a dead store fails in seconds.
 
     minio's own default is 5-minute timeouts and 5 retries, which would stall a filing for half an hour.
     `region` defaults to S3's and MinIO's default so the client never asks the server for it: presigned
@@ -93,8 +93,13 @@ def s3_client(
         cert_reqs="CERT_REQUIRED",
         # Same override minio honours; None means the system trust store.
         ca_certs=os.environ.get("SSL_CERT_FILE"),
+        # Connection and read failures are not retried: the callers spool or try again later, and each retry
+        # would log a urllib3 warning on every attempt of an outage. Only 5xx answers get `retries`.
         retries=urllib3.Retry(
             total=retries,
+            connect=0,
+            read=0,
+            other=0,
             backoff_factor=0.2,
             status_forcelist=(500, 502, 503, 504),
             raise_on_status=False,

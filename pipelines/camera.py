@@ -212,11 +212,13 @@ class RtspReader:
             # FFmpeg's read timeout is only the backstop: the watchdog notices a stall after `read_timeout`,
             # before FFmpeg times out and flushes a held (stale) frame, which then reads as a live one.
             timeout = (self.open_timeout, 2 * self.read_timeout)
+            started = time.monotonic()
             container = av.open(self.url, options=RTSP_OPTIONS, timeout=timeout)
         except av.FFmpegError as error:
-            raise CameraUnavailable(
-                f"cannot open {where} within {self.open_timeout:.0f} s: {_describe(error)}"
-            ) from None
+            # Name the timeout only when it is what ended the attempt (a refusal comes back at once).
+            waited = time.monotonic() - started >= 0.9 * self.open_timeout
+            limit = f"no answer within {self.open_timeout:g} s: " if waited else ""
+            raise CameraUnavailable(f"cannot open {where}: {limit}{_describe(error)}") from None
         try:
             if not container.streams.video:
                 raise CameraUnavailable(f"{where} has no video stream")

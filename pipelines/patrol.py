@@ -154,6 +154,8 @@ class CameraPatrol:
         self.current_preset: str | None = None
         self.plan = PatrolPlan(self.camera_id, [(p.preset_id, p.schedule) for p in presets], start=self.clock.now())
         self._sizes: dict[str, tuple[int, int]] = {}
+        self._last_error_from: str | None = None
+        """What `stats.last_error` is about (a counter's name, or a missed visit's kind): cleared when it works."""
         self.started_at = self.clock.now()
 
     @property
@@ -202,6 +204,7 @@ class CameraPatrol:
             except PtzError as error:
                 self.current_preset = None  # where the head is now is unknown
                 return self._missed(slot, f"PTZ: {error}"), self.clock.now()
+            self._recovered("PTZ")
             if self.current_preset != preset.preset_id:
                 log.debug("camera %s: at preset %s after %.1f s", self.camera_id, preset.preset_id, move_s)
             self.current_preset = preset.preset_id
@@ -222,9 +225,11 @@ class CameraPatrol:
                 try:
                     frame = await asyncio.to_thread(self.reader.read, preset.preset_id)
                 except CameraUnavailable as error:
-                    self._error("camera_errors", str(error))
                     reason = f"camera offline: {error}"
+                    # The reader warns once per outage; the patrol only counts and says it at info.
+                    self._error("camera_errors", reason, level=logging.INFO)
                     break
+                self._recovered("camera_errors")
                 self._check_size(preset, frame, visits)
                 frames += 1
                 self._tap(frame)
@@ -249,6 +254,7 @@ class CameraPatrol:
         except Exception as error:  # the detector deployment may be redeploying: try again next sample
             self._error("detector_errors", f"camera {self.camera_id!r}: detector failed: {error!r}")
             return []
+        self._recovered("detector_errors")
         self.stats.samples += 1
         self.stats.detections += len(detections)
         age = (self.clock.now() - frame.captured_at).total_seconds()
@@ -308,15 +314,24 @@ class CameraPatrol:
         self.stats.missed_reasons[kind] += 1
         record = VisitRecord(self.camera_id, miss.slot.preset_id, miss.slot.due, miss.noticed_at, "missed", miss.reason)
         self.history.append(record)
-        if self.stats.missed_reasons[kind] == 1 or miss.reason != self.stats.last_error:
-            log.warning("camera %s: visit of preset %s missed: %s", self.camera_id, miss.slot.preset_id, miss.reason)
+        if miss.reason != self.stats.last_error:  # once per distinct reason, not once per visit
+            # A camera outage was already said (by the reader, and at info by `visit`): one warning per outage.
+            level = logging.DEBUG if kind == "camera offline" else logging.WARNING
+            log.log(level, "camera %s: visit of preset %s missed: %s", self.camera_id, miss.slot.preset_id, miss.reason)
+        self._last_error_from = "camera_errors" if kind == "camera offline" else kind
         self.stats.last_error = miss.reason
 
-    def _error(self, counter: str, message: str) -> None:
+    def _error(self, counter: str, message: str, *, level: int = logging.WARNING) -> None:
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if message != self.stats.last_error:  # once per distinct error, not once per sample
-            log.warning(message)
-        self.stats.last_error = message
+            log.log(level, message)
+        self.stats.last_error, self._last_error_from = message, counter
+
+    def _recovered(self, source: str) -> None:
+        """`source` (a counter, or a missed-visit reason's kind) works again: its error is no longer the last."""
+        if self._last_error_from == source and self.stats.last_error is not None:
+            log.info("camera %s: recovered from: %s", self.camera_id, self.stats.last_error)
+            self.stats.last_error, self._last_error_from = None, None
 
     def health(self) -> dict[str, Any]:
         """The patrol's counters and recent visits, JSON-ready."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -128,6 +129,15 @@ def test_dead_store_fails_fast_naming_endpoint_and_bucket(dead: EvidenceStore, a
     assert time.monotonic() - started < 5
     assert "127.0.0.1:" in str(raised.value)
     assert "cw-evidence-dead" in str(raised.value)
+
+
+def test_a_dead_store_puts_no_retry_warnings_in_the_log(dead: EvidenceStore, caplog: pytest.LogCaptureFixture) -> None:
+    """Every drain and live-frame upload of an outage fails here; urllib3 must not log a warning for each."""
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    for _ in range(3):
+        with pytest.raises(EvidenceStoreDown):
+            dead.put("a/b.jpg", JPEG, content_type="image/jpeg", metadata={})
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # -- the spool ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
@@ -17,8 +18,10 @@ def test_unreachable_camera_is_reported_once_with_its_id(caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG, logger="citywatch.pipelines.camera")
     reader.start()
     try:
-        with pytest.raises(CameraUnavailable, match=r"camera 'gate-7': cannot open rtsp://\*\*\*@127.0.0.1"):
+        with pytest.raises(CameraUnavailable, match=r"camera 'gate-7': cannot open rtsp://\*\*\*@127.0.0.1") as refused:
             reader.read(timeout=3)
+        # Refused at once: the message says so, and does not claim a timeout it never waited for.
+        assert "Connection refused" in str(refused.value) and "within" not in str(refused.value)
         wait_until(lambda: reader.health.reconnects >= 3, 60, "three retries")
     finally:
         reader.stop()
@@ -35,3 +38,17 @@ def test_unreachable_camera_is_reported_once_with_its_id(caplog: pytest.LogCaptu
 def test_redact_hides_credentials_only() -> None:
     assert redact("rtsp://u:p@10.0.0.1:554/a") == "rtsp://***@10.0.0.1:554/a"
     assert redact("rtsp://10.0.0.1:554/a@b") == "rtsp://10.0.0.1:554/a@b"
+
+
+def test_a_camera_that_never_answers_is_reported_with_the_timeout() -> None:
+    with socket.socket() as silent:  # accepts the connection (the kernel does), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        reader = RtspReader("mute-1", f"rtsp://127.0.0.1:{port}/live", open_timeout=1, backoff_min=5)
+        reader.start()
+        try:
+            error = wait_until(lambda: reader.health.last_error, 30, "the open to time out")
+        finally:
+            reader.stop()
+    assert "no answer within 1 s" in error, error
