@@ -25,6 +25,7 @@ from citywatch.pipelines.build import preset_visit
 from citywatch.pipelines.camera import RtspReader, redact
 from citywatch.pipelines.config import CityConfig
 from citywatch.pipelines.patrol import CameraPatrol, Detect, FrameSource, Sink
+from citywatch.pipelines.patrol_counters import PatrolCounters
 from citywatch.pipelines.ptz import OnvifPtz, PtzControl
 from citywatch.pipelines.schedule import CameraLeases, Clock, SystemClock
 from citywatch.pipelines.snapshots import Snapshots
@@ -83,6 +84,7 @@ class Fleet:
         reader_factory: ReaderFactory = RtspReader,
         ptz_factory: PtzFactory = default_ptz,
         snapshots: Snapshots | None = None,
+        counters: PatrolCounters | None = None,
     ) -> None:
         self.detect_for = detect_for
         self.sink = sink
@@ -95,6 +97,10 @@ class Fleet:
         self.ptz_factory = ptz_factory
         self.snapshots = snapshots
         """Keeps each preset's latest frame for the cameras page (closed by `stop`); None: no pictures."""
+        self.counters = counters
+        """Keeps each camera's patrol counters across replica restarts; None: counters live with the fleet."""
+        self._carried: dict[str, CameraPatrol] = {}  # a restarted camera's old patrol: its counters carry over
+        self._counters_task: asyncio.Task[None] | None = None
         self.leases = CameraLeases()
         self.patrols: dict[str, CameraPatrol] = {}
         self._signatures: dict[str, str] = {}
@@ -144,8 +150,12 @@ class Fleet:
             except Exception:  # one camera's bad setup must not keep the others from starting
                 log.exception("camera %s: cannot build its patrol", camera_id)
                 continue
+            self._carry_counters(camera_id)
             self._signatures[camera_id] = wanted[camera_id]
             self._start(camera_id)
+        self._carried.clear()
+        if self.counters is not None and self._counters_task is None:
+            self._counters_task = asyncio.get_running_loop().create_task(self._save_counters_forever())
         if stopped or restarted or started:
             log.info(
                 "fleet %d/%d: %d camera(s); started %s, restarted %s, stopped %s",
@@ -186,6 +196,9 @@ class Fleet:
             patrol = self.patrols.pop(camera_id, None)
             self._signatures.pop(camera_id, None)
             if patrol is not None:
+                self._carried[camera_id] = patrol
+                if self.counters is not None and self.counters.last_error is None:  # another replica may take it
+                    await asyncio.to_thread(self.counters.save, patrol)
                 await asyncio.to_thread(patrol.reader.stop)
                 close = getattr(patrol.ptz, "close", None)
                 if close is not None:
@@ -193,7 +206,13 @@ class Fleet:
                         await close()
 
     async def stop(self) -> None:
+        if self._counters_task is not None:
+            self._counters_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._counters_task
+            self._counters_task = None
         await self._stop_patrols(list(self.patrols))
+        self._carried.clear()
         if self._spool_task is not None:
             self._spool_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -229,6 +248,7 @@ class Fleet:
             "cameras": len(self.patrols),
             "warnings": gate.health() if gate is not None else None,
             "snapshots": self.snapshots.health() if self.snapshots is not None else None,
+            "counters": {"last_error": self.counters.last_error} if self.counters is not None else None,
         }
 
     def _snapshots(self, camera_id: str) -> dict[str, dict[str, Any]]:
@@ -239,6 +259,26 @@ class Fleet:
                      "height": shot.height}
             for preset, shot in self.snapshots.latest(camera_id).items()
         }  # fmt: skip
+
+    def _carry_counters(self, camera_id: str) -> None:
+        """A restarted camera's new patrol takes over its old one's counters (in memory, nothing lost)."""
+        old, new = self._carried.pop(camera_id, None), self.patrols[camera_id]
+        if old is None:
+            return
+        new.stats.add(old.stats.counts())
+        new.counting_since = old.counting_since
+        if self.counters is not None and self.counters.merged(old):
+            self.counters.adopt(new)  # the old one had the stored history added: the new one has it too
+
+    async def _save_counters_forever(self) -> None:
+        assert self.counters is not None
+        while True:
+            await asyncio.sleep(self.counters.every)
+            for patrol in list(self.patrols.values()):
+                try:
+                    await asyncio.to_thread(self.counters.save, patrol)
+                except Exception:  # counters are never worth a patrol; try again next round
+                    log.exception("camera %s: saving its patrol counters failed", patrol.camera_id)
 
     async def _drain_spool_forever(self, every: float = 10.0) -> None:
         assert self.filer is not None

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -116,6 +116,20 @@ class PatrolStats:
     last_sample_age_s: list[float] = field(default_factory=list)
     """Seconds from capture to the end of detection, last few samples (latest-frame semantics at work)."""
 
+    def counts(self) -> dict[str, Any]:
+        """The counters that add up over the camera's life (what survives a restart), JSON-ready."""
+        return {name: getattr(self, name) for name in COUNTERS} | {"missed_reasons": dict(self.missed_reasons)}
+
+    def add(self, counts: Mapping[str, Any]) -> None:
+        """Add counts taken before (`counts()` of an earlier patrol of this camera) to these."""
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + int(counts.get(name, 0)))
+        self.missed_reasons.update({str(k): int(v) for k, v in dict(counts.get("missed_reasons", {})).items()})
+
+
+COUNTERS = tuple(f.name for f in fields(PatrolStats) if f.type == "int")
+"""PatrolStats' int fields: counters that add up (samples, visits, missed, errors…)."""
+
 
 class CameraPatrol:
     """Visits one camera's presets on their schedules, until cancelled."""
@@ -157,6 +171,8 @@ class CameraPatrol:
         self._last_error_from: str | None = None
         """What `stats.last_error` is about (a counter's name, or a missed visit's kind): cleared when it works."""
         self.started_at = self.clock.now()
+        self.counting_since = self.started_at
+        """When the counters began: an earlier patrol's start once its counts were added (`PatrolCounters`)."""
 
     @property
     def camera_id(self) -> str:
@@ -340,6 +356,7 @@ class CameraPatrol:
         return {
             **stats,
             "started_at": self.started_at.isoformat(),
+            "counting_since": self.counting_since.isoformat(),
             "current_preset": self.current_preset,
             "presets": list(self.presets),
             "detectors": {p.preset_id: p.detector for p in self.presets.values() if p.detector is not None},

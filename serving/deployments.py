@@ -33,6 +33,7 @@ from citywatch.pipelines.config import CityConfig, DetectorConfig
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.fleet_health import HealthBoard
 from citywatch.pipelines.patrol import Detect
+from citywatch.pipelines.patrol_counters import patrol_counters_from_config
 from citywatch.pipelines.sink import CaseBackends
 from citywatch.pipelines.snapshots import snapshots_from_config
 from citywatch.pipelines.warnings import WarningGate
@@ -261,6 +262,7 @@ class CameraFleet:
             filer=filer,
             model_versions=self.versions,
             snapshots=snapshots_from_config(storage),
+            counters=patrol_counters_from_config(storage),
         )
         fleet.start_spool()
         return fleet
