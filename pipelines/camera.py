@@ -65,6 +65,24 @@ def _describe(error: Exception) -> str:
     return re.sub(r":\s*'[a-z]+://[^']*'$", "", redact(str(error)))
 
 
+def probe(camera_id: str, url: str, *, timeout: float = 5.0) -> tuple[int, int]:
+    """Open the stream once and decode its first picture: (width, height), or CameraUnavailable with the exact
+    reason (`citywatch check --cameras`)."""
+    where = redact(url)
+    started = time.monotonic()
+    try:
+        with av.open(url, options=RTSP_OPTIONS, timeout=(timeout, timeout)) as container:
+            if not container.streams.video:
+                raise CameraUnavailable(f"camera {camera_id!r}: {where} has no video stream")
+            for frame in container.decode(container.streams.video[0]):
+                return int(frame.width), int(frame.height)
+    except av.FFmpegError as error:
+        waited = time.monotonic() - started >= 0.9 * timeout
+        limit = f"no answer within {timeout:g} s: " if waited else ""
+        raise CameraUnavailable(f"camera {camera_id!r}: cannot open {where}: {limit}{_describe(error)}") from None
+    raise CameraUnavailable(f"camera {camera_id!r}: {where} ended before its first picture")
+
+
 class _StallWatchdog:
     """One thread for all readers: marks a camera offline once no frame came for its `read_timeout`.
 

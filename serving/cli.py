@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 
-from citywatch.pipelines.config import CityConfig, ConfigError, load_config
+from citywatch.pipelines.config import ConfigError
+from citywatch.serving.check_command import check
 from citywatch.serving.ml_commands import register as register_ml_commands
 from citywatch.serving.replay_command import replay
 from citywatch.serving.users_cli import users_app
@@ -30,6 +30,9 @@ register_ml_commands(app)
 
 # Trying a config on recorded footage (issue 15): `citywatch replay CONFIG --camera CAM[/PRESET] SOURCE…`.
 app.command()(replay)
+
+# Is a config ready to run (issue 16): fields, models, rule classes, and with --cameras the streams.
+app.command()(check)
 
 
 def _logging(verbose: bool) -> None:
@@ -60,23 +63,6 @@ def demo(
         console.print("demo interrupted")
         raise typer.Exit(130) from None
     raise typer.Exit(0 if cases > 0 or run_for is None else 1)
-
-
-@app.command()
-def check(config: Annotated[Path, typer.Argument(help="The city's YAML config")]) -> None:
-    """Validate a config file and load its models; print what would run."""
-    from citywatch.serving.runner import preflight
-
-    city = _load(config)
-    table = Table("camera", "detector", "presets", "zones")
-    for camera_id, camera in city.cameras.items():
-        zones = sum(len(p.zones) for p in camera.presets.values())
-        table.add_row(camera_id, camera.detector, ", ".join(camera.presets), str(zones))
-    console.print(table)
-    problems = preflight(city.anchored(Path.cwd()))
-    for problem in problems:
-        console.print(f"[red]problem:[/] {problem}")
-    raise typer.Exit(1 if problems else 0)
 
 
 @app.command()
@@ -121,14 +107,6 @@ def serve(
                     message = f"[red]could not publish the config change:[/] {error!r}"
                 if message:
                     console.print(message)
-
-
-def _load(path: Path) -> CityConfig:
-    try:
-        return load_config(path)
-    except ConfigError as error:
-        console.print(f"[red]config error:[/] {error}")
-        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ Secrets come from environment variables written as ``${NAME}``; a missing variab
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from citywatch.pipelines.config.city import CityConfig
 from citywatch.pipelines.config.rules import RULE_TYPES
@@ -63,8 +65,44 @@ def parse_config(data: Any, *, source: str = "<config>") -> CityConfig:
             if len(loc) > 2 and loc[0] == "rules" and loc[2] in RULE_TYPES:
                 del loc[2]  # the union's tag (rules → r → dwell → min_dwell): the field is rules → r → min_dwell
             where = " → ".join(str(part) for part in loc) or "(top level)"
-            lines.append(f"  {where}: {problem['msg']}")
+            hint = _did_you_mean(list(problem["loc"])) if problem["type"] == "extra_forbidden" else ""
+            lines.append(f"  {where}: {problem['msg']}{hint}")
         raise ConfigError(f"{source}: {error.error_count()} problem(s)\n" + "\n".join(lines)) from None
+
+
+def _did_you_mean(loc: list[Any]) -> str:
+    """For an unknown field: the fields of its place in the tree that are spelled like it."""
+    node: Any = CityConfig
+    for part in loc[:-1]:
+        node = _step(node, part)
+        if node is None:
+            return ""
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(node.model_fields), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+
+
+def _step(node: Any, part: Any) -> Any:
+    """The type one step down a validation error's path from `node` (a model, dict, list, union or Optional)."""
+    while get_origin(node) is Annotated:
+        node = get_args(node)[0]
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        field = node.model_fields.get(str(part))
+        return None if field is None else field.annotation
+    origin, args = get_origin(node), get_args(node)
+    if origin is dict:
+        return args[1]
+    if origin in (list, tuple, set, frozenset):
+        return args[0]
+    if origin in (Union, UnionType):
+        models = [arg for arg in args if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        tagged = [m for m in models if "type" in m.model_fields and part in get_args(m.model_fields["type"].annotation)]
+        if tagged:  # a discriminated union puts the tag it picked in the path
+            return tagged[0]
+        options = [arg for arg in args if arg is not type(None)]
+        return _step(options[0], part) if len(options) == 1 else None
+    return None
 
 
 def load_config(path: str | Path) -> CityConfig:
