@@ -4,6 +4,8 @@ higher kind takes the case, the cooldown covers related kinds, and cases are mat
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.synchronize
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -195,3 +197,27 @@ def test_related_kinds_refuse_a_kind_in_two_groups() -> None:
     assert not GARBAGE.outranks("exposed_garbage", "overflowing_bin")
     assert not GARBAGE.outranks("overflowing_bin", "motor_vehicle_illegal_parking")
     assert json.dumps(GARBAGE.group("motor_vehicle_illegal_parking")) == '["motor_vehicle_illegal_parking"]'
+
+
+def _file_pile_or_bin(url: str, kind: str, start: multiprocessing.synchronize.Event) -> None:
+    store = CaseStore.from_url(url)
+    start.wait()
+    for _ in range(6):
+        file(store, sighting(kind, PILE if kind == "exposed_garbage" else LEFT_BIN), kind[0])
+
+
+def test_processes_filing_a_pile_and_its_bin_at_once_make_one_case(database_url: str) -> None:
+    """The lock that makes find-then-create atomic across replicas covers the related group, not one kind."""
+    CaseStore.from_url(database_url).engine.dispose()  # tables first; no database handle crosses the fork
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    kinds = ["exposed_garbage", "overflowing_bin", "exposed_garbage", "overflowing_bin"]
+    children = [context.Process(target=_file_pile_or_bin, args=(database_url, kind, start)) for kind in kinds]
+    for child in children:
+        child.start()
+    start.set()
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    [case] = CaseStore.from_url(database_url).list_cases()
+    assert (case.kind, case.also_seen_kinds, case.observations) == ("overflowing_bin", ("exposed_garbage",), 24)
