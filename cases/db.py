@@ -6,6 +6,7 @@ migration too (`tests/cases/test_migrations.py` fails while the two disagree).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +55,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class KindList(TypeDecorator[tuple[str, ...]]):
+    """A tuple of kind keys, kept as a JSON array in a text column (the same on every backend)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: tuple[str, ...] | None, dialect: Dialect) -> str:
+        return json.dumps(list(value or ()))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[str, ...]:
+        return tuple(str(kind) for kind in json.loads(value or "[]"))
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -77,6 +91,12 @@ class CaseRow(Base):
     box_y1: Mapped[float] = mapped_column(Float)
     box_x2: Mapped[float] = mapped_column(Float)
     box_y2: Mapped[float] = mapped_column(Float)
+    # The first box of the case's kind (where it was filed, or re-kinded): matched too, so a case whose last box
+    # drifted with its sightings still holds its place (cases/queries.py).
+    first_box_x1: Mapped[float] = mapped_column(Float, server_default="0")
+    first_box_y1: Mapped[float] = mapped_column(Float, server_default="0")
+    first_box_x2: Mapped[float] = mapped_column(Float, server_default="0")
+    first_box_y2: Mapped[float] = mapped_column(Float, server_default="0")
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -94,6 +114,8 @@ class CaseRow(Base):
     department: Mapped[str | None] = mapped_column(String(128), nullable=True)
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Related kinds merged into this case (see cases/queries.py RelatedKinds), in the order first seen.
+    also_seen_kinds: Mapped[tuple[str, ...]] = mapped_column(KindList, default=(), server_default="[]")
 
     evidence: Mapped[list[EvidenceRow]] = relationship(
         back_populates="case", order_by="EvidenceRow.id", cascade="all, delete-orphan"
@@ -107,6 +129,14 @@ class CaseRow(Base):
     @box.setter
     def box(self, value: tuple[float, float, float, float]) -> None:
         self.box_x1, self.box_y1, self.box_x2, self.box_y2 = value
+
+    @property
+    def first_box(self) -> tuple[float, float, float, float]:
+        return (self.first_box_x1, self.first_box_y1, self.first_box_x2, self.first_box_y2)
+
+    @first_box.setter
+    def first_box(self, value: tuple[float, float, float, float]) -> None:
+        self.first_box_x1, self.first_box_y1, self.first_box_x2, self.first_box_y2 = value
 
     @property
     def location(self) -> tuple[float, float] | None:

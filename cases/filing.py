@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from citywatch.cases.evidence import EvidenceStore, EvidenceStoreDown, StoredObject, sha256_hex
+from citywatch.cases.queries import NO_RELATED, RelatedKinds
 from citywatch.cases.records import CaseRecord, EvidenceDraft, EvidenceRecord, Observation
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
@@ -109,10 +110,14 @@ class CaseFiler:
         *,
         evidence_every: timedelta = timedelta(minutes=10),
         min_iou: float = 0.3,
+        related: RelatedKinds = NO_RELATED,
         retry_store_after: timedelta = timedelta(seconds=30),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`evidence_every`: an attached case gets a new evidence set at most this often (frame time).
+        `min_iou`: a sighting is attached to an open case of its kind whose first or last box overlaps it by
+        this IoU at least. `related`: kinds that are one problem at one place (the config's
+        `filing → related_kinds`), filed as one case of the kind that takes precedence.
         `retry_store_after`: once an upload fails, filings spool directly for this long instead of each
         waiting for a dead store to time out; `drain_spool` always tries the store."""
         self._store = store
@@ -120,6 +125,7 @@ class CaseFiler:
         self._spool = spool
         self._evidence_every = evidence_every
         self._min_iou = min_iou
+        self._related = related
         self._retry_after = retry_store_after.total_seconds()
         self._monotonic = monotonic
         self._store_down_until = float("-inf")
@@ -146,7 +152,12 @@ class CaseFiler:
 
         staged = {self._spool.stage(data) for data in payloads.values()}
         outcome = self._store.record_observation(
-            observation, drafts, key_for=key_for, min_iou=self._min_iou, evidence_every=self._evidence_every
+            observation,
+            drafts,
+            key_for=key_for,
+            min_iou=self._min_iou,
+            evidence_every=self._evidence_every,
+            related=self._related,
         )
         meta = {"camera": observation.camera_id, "kind": observation.kind, "source": observation.source}
         pending = self._upload(outcome.case_id, meta, outcome.evidence, payloads)

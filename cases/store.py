@@ -28,8 +28,10 @@ from citywatch.cases.migrate import upgrade
 from citywatch.cases.observations import AUTO_FILED, FILE_ACTION, KeyFor
 from citywatch.cases.queries import (
     ANY_CASE,
+    NO_RELATED,
     CaseFilter,
     CaseStoreError,
+    RelatedKinds,
     best_open_match,
     recently_closed_match,
     require_aware,
@@ -58,6 +60,7 @@ __all__ = [
     "KeyFor",
     "Observation",
     "ObservationOutcome",
+    "RelatedKinds",
     "box_iou",
 ]
 
@@ -177,11 +180,12 @@ class CaseStore:
         kind: str,
         box: Box,
         min_iou: float = 0.3,
+        related: RelatedKinds = NO_RELATED,
     ) -> int | None:
-        """The open case of this camera, preset, zone and kind whose last box overlaps `box` most (IoU >=
-        `min_iou`), or None."""
+        """The open case of this camera, preset and zone that a sighting of `kind` at `box` would be attached to
+        (`cases.queries.match_score`), or None."""
         with self._read() as session:
-            row = best_open_match(session, _Lookup(camera_id, preset_id, zone, kind, box), min_iou)
+            row = best_open_match(session, _Lookup(camera_id, preset_id, zone, kind, box), min_iou, related)
             return None if row is None else row.id
 
     def pending_evidence(self, *, limit: int = 1000) -> list[EvidenceRecord]:
@@ -200,29 +204,37 @@ class CaseStore:
         key_for: KeyFor,
         min_iou: float = 0.3,
         evidence_every: timedelta = timedelta(minutes=10),
+        related: RelatedKinds = NO_RELATED,
     ) -> ObservationOutcome:
         """Attach `observation` to the best-matching open case, or create a case for it, in one transaction.
 
-        Evidence rows (uploaded=False) are written in the same transaction: all of `evidence` for a new case;
-        for an attached case only when its newest evidence set was captured at least `evidence_every` before
-        this observation. `key_for(case_id, draft)` names each object.
+        The match is `cases.queries.best_open_match`: a case of its kind by box IoU >= `min_iou`, else one of
+        a kind `related` to it whose box is close (`observations.attach_related` then decides the case's kind).
 
-        When no case is open but the same problem's case was closed or rejected less than the policy's
-        cooldown ago, nothing is filed: the outcome is `suppressed` and names that case.
+        Evidence rows (uploaded=False) are written in the same transaction: all of `evidence` for a new case
+        and for a case that has just taken the observation's kind; for a case of its kind only when its newest
+        evidence set was captured at least `evidence_every` before this observation; none for a case that
+        keeps another kind (its pictures stay those of its kind). `key_for(case_id, draft)` names each object.
+
+        When no case is open but the same problem's case (of its kind or a related one) was closed or rejected
+        less than the policy's cooldown ago, nothing is filed: the outcome is `suppressed` and names that case.
 
         On SQLite the transaction holds the database's write lock from its start; on PostgreSQL it first takes
-        an advisory lock keyed on camera, preset, zone and kind. Either way two processes cannot both miss the
-        match and create two cases for one problem. Other databases get only the in-process lock.
+        an advisory lock keyed on camera, preset, zone and the kind's related group. Either way two processes
+        cannot both miss the match and create two cases for one problem. Other databases get only the
+        in-process lock.
         """
         require_aware(observation.first_seen, observation.last_seen)
         now = self._clock()
         with self._write_lock, self._write.begin() as session:
             if session.get_bind().dialect.name == "postgresql":
-                session.execute(sa.select(sa.func.pg_advisory_xact_lock(filed.problem_lock_key(observation))))
-            row = best_open_match(session, observation, min_iou)
+                lock = filed.problem_lock_key(observation, related)
+                session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+            row = best_open_match(session, observation, min_iou, related)
             created = row is None
             if row is None:
-                recent = recently_closed_match(session, observation, min_iou, now - self.policy.cooldown)
+                closed_after = now - self.policy.cooldown
+                recent = recently_closed_match(session, observation, min_iou, closed_after, related)
                 if recent is not None:
                     return ObservationOutcome(case_id=recent.id, created=False, evidence=(), suppressed=True)
                 row = filed.new_case_row(observation, now, self.policy)
@@ -230,9 +242,14 @@ class CaseStore:
                 session.flush()  # assigns row.id, which the evidence keys need
                 session.add(filed.filed_audit_row(row, observation, now))
                 wanted: Sequence[EvidenceDraft] = evidence
-            else:
+            elif row.kind == observation.kind:
                 filed.attach(row, observation, now)
                 wanted = evidence if filed.evidence_due(row, observation.last_seen, evidence_every) else ()
+            else:
+                change = filed.attach_related(session, row, observation, now, related)
+                if change is not None:
+                    session.add(change)
+                wanted = evidence if row.kind == observation.kind else ()
             new_rows = filed.add_evidence_rows(session, row, wanted, key_for, observation.last_seen, now)
             session.flush()
             return ObservationOutcome(

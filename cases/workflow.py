@@ -29,10 +29,10 @@ from citywatch.cases.lifecycle import (
     UndoRefused,
     transition_for,
 )
+from citywatch.cases.observations import CORRECT_KIND
 from citywatch.cases.records import NOT_SHOWN, CaseRecord, from_row
 from citywatch.cases.store import CaseStore
 
-CORRECT_KIND = "correct_kind"
 COMMENT = "comment"
 _MAX_COMMENT = 4000
 

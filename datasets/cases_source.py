@@ -3,6 +3,8 @@
 - A confirmed case (confirmed, dispatched, handled, verified, or closed after verification) is a positive: its
   frame with one box of its *current* kind, which is the inspector's corrected kind when the kind was corrected
   (`CaseWorkflow.correct_kind` rewrites the case row and writes the audit line).
+  A set filed for a related kind merged into the case (a pile of garbage before its bin's overflow took the
+  case, `filing → related_kinds`) shows that kind's box: it is left out.
 - A rejected case (rejected, or closed after rejection) is a hard negative: its frame with an empty label file.
   Only kinds the recipe maps onto a model class give either: a rejected parking case teaches a garbage model
   nothing. Caveat: the whole frame becomes background, so a camera whose frames also show true objects of the
@@ -131,6 +133,11 @@ class CaseReviewSource:
         labels = np.zeros((0, 5), dtype=np.float64)
         if class_id is not None:
             facts = json.loads(self.evidence.get(roles["sidecar"].key))
+            seen = facts.get("kind")
+            if seen != case.kind and seen in case.also_seen_kinds:
+                why = f"its box shows {seen}, a related kind merged into this {case.kind} case"
+                report(Drop(self.name, item, DropReason.UNMAPPED_CLASS, why))
+                return None
             height, width = image.shape[:2]
             x1, y1, x2, y2 = (float(v) for v in facts["box_xyxy"])
             line = f"0 {(x1 + x2) / 2 / width} {(y1 + y2) / 2 / height} {(x2 - x1) / width} {(y2 - y1) / height}"

@@ -23,6 +23,7 @@ them): each starts at `start` or one minute after the previous source's last fra
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import yaml
 
 from citywatch.cases.evidence_folder import FolderEvidenceStore
 from citywatch.cases.filing import CaseFiler, FilingResult
+from citywatch.cases.records import CaseRecord, EvidenceRecord
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
 from citywatch.pipelines.build import case_sink, in_process, open_detector, preset_detect, preset_visit
@@ -88,6 +90,8 @@ class FiledCase:
     """Later violations attached to this case (observations − 1)."""
     evidence: dict[str, str]
     """Role → file, relative to the output folder."""
+    also_seen_kinds: tuple[str, ...] = ()
+    """Related kinds merged into this case (`filing → related_kinds`)."""
 
 
 @dataclass
@@ -234,7 +238,8 @@ class Replay:
         self.scene = self.visit.scene
         self.store = CaseStore.from_url(f"sqlite:///{(out / 'cases.db').resolve()}", policy=config.lifecycle.policy())
         self.evidence = FolderEvidenceStore(out / "evidence")
-        self.recorder = _Recorder(case_sink(config, CaseFiler(self.store, self.evidence, EvidenceSpool(out / "spool"))))
+        filer = CaseFiler(self.store, self.evidence, EvidenceSpool(out / "spool"), related=config.filing.related())
+        self.recorder = _Recorder(case_sink(config, filer))
         self.gate = WarningGate.from_config(config, self.recorder)
         self.said: list[dict[str, Any]] = []
         self.gate.actions = {name: _DryWarning(name, self.said) for name in self.gate.actions}
@@ -329,13 +334,27 @@ class Replay:
         case = self.store.get_case(case_id)
         assert case is not None, f"case {case_id} was filed in this run"
         entry = taxonomy_kind(case.kind)
-        evidence = {}
-        for record in case.evidence:
-            if record.role not in evidence:  # the first evidence set: the picture the case was filed on
-                evidence[record.role] = self.evidence.path(record.key).relative_to(self.out).as_posix()
+        evidence = {role: self.evidence.path(record.key).relative_to(self.out).as_posix()
+                    for role, record in self._first_set_of_its_kind(case).items()}  # fmt: skip
         return FiledCase(case_id, case.kind, case.code, entry.name_en, entry.name_zh, case.rule, case.zone,
                          case.class_name, case.confidence, violation.dwell_seconds, violation.first_seen, source,
-                         case.observations - 1, evidence)  # fmt: skip
+                         case.observations - 1, evidence, case.also_seen_kinds)  # fmt: skip
+
+    def _first_set_of_its_kind(self, case: CaseRecord) -> dict[str, EvidenceRecord]:
+        """The first evidence set whose sidecar shows the case's kind: a case that took a related kind later
+        was filed on a picture of the other kind. A set is one filing's rows (written together); a role it
+        shares with an earlier set of the same frame (the untouched frame) was written once, by that set."""
+        sets: list[tuple[datetime, dict[str, EvidenceRecord]]] = []
+        for record in case.evidence:
+            if not sets or record.role in sets[-1][1] or sets[-1][0] != record.captured_at:
+                sets.append((record.captured_at, {}))
+            sets[-1][1][record.role] = record
+        for number, (captured_at, roles) in enumerate(sets):
+            sidecar = roles.get("sidecar")
+            if sidecar is not None and json.loads(self.evidence.path(sidecar.key).read_bytes())["kind"] == case.kind:
+                shared = [earlier for at, earlier in sets[:number] if at == captured_at]
+                return {role: record for part in [*shared, roles] for role, record in part.items()}
+        return sets[0][1] if sets else {}
 
 
 def default_out(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Path:

@@ -118,6 +118,7 @@ def report_facts(
     for case in result.cases:
         facts = asdict(case)
         facts["first_seen"] = case.first_seen.isoformat()
+        facts["also_seen_kinds"] = list(case.also_seen_kinds)
         facts["confidence"] = round(case.confidence, 3)
         facts["dwell_s"] = round(case.dwell_s, 1)
         facts["correct"] = None if labels is None else labels.get(case.case_id)

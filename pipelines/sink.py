@@ -37,7 +37,8 @@ class CaseBackends:
             storage.evidence.bucket,
             secure=storage.evidence.secure,
         )
-        return cls(store, evidence, CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir)))
+        filer = CaseFiler(store, evidence, EvidenceSpool(storage.spool_dir), related=config.filing.related())
+        return cls(store, evidence, filer)
 
 
 class CaseSink:

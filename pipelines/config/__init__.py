@@ -14,6 +14,7 @@ from citywatch.pipelines.config.cameras import (
     ZoneConfig,
 )
 from citywatch.pipelines.config.city import CityConfig
+from citywatch.pipelines.config.filing import FilingConfig
 from citywatch.pipelines.config.loader import ConfigError, load_config, parse_config
 from citywatch.pipelines.config.outside import (
     DeviceConfig,
@@ -51,6 +52,7 @@ __all__ = [
     "Duration",
     "DwellRuleConfig",
     "EvidenceStorageConfig",
+    "FilingConfig",
     "GroupRuleConfig",
     "HttpActionConfig",
     "HttpUrl",

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from citywatch.models.builtin import resolve_model
 from citywatch.pipelines.config.cameras import CameraConfig, DetectorConfig, PresetConfig
+from citywatch.pipelines.config.filing import FilingConfig
 from citywatch.pipelines.config.outside import DevicesConfig, WebhookConfig
 from citywatch.pipelines.config.rules import ActionConfig, RuleConfig
 from citywatch.pipelines.config.serving import AuthConfig, LifecycleConfig, ServingConfig
@@ -29,6 +30,7 @@ class CityConfig(Strict):
     cameras: dict[str, CameraConfig] = Field(description="Cameras by id")
     serving: ServingConfig = Field(default_factory=ServingConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig, description="Case workflow times")
+    filing: FilingConfig = Field(default_factory=FilingConfig, description="One case per problem across kinds")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API login settings")
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig, description="Events to outside case systems")
     devices: DevicesConfig = Field(default_factory=DevicesConfig, description="Non-camera devices and their kinds")

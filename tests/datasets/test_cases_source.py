@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import yaml
 from citywatch.cases.evidence import EvidenceStore
 from citywatch.cases.filing import CaseFiler
 from citywatch.cases.lifecycle import Action, Role
+from citywatch.cases.queries import RelatedKinds
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
 from citywatch.cases.workflow import CaseWorkflow
@@ -147,3 +149,39 @@ def test_recipe_needs_its_environment_variables(tmp_path: Path, monkeypatch: pyt
     path = write_recipe(tmp_path, "sqlite:///x.db", "127.0.0.1:1", "b")
     with pytest.raises(RecipeError, match="CW_TEST_S3_KEY"):
         load_recipe(path)
+
+
+def test_a_set_of_a_merged_related_kind_is_left_out(
+    s3_server: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pile filed as exposed garbage, then its bin's overflow took the case (`filing → related_kinds`): only the
+    overflow's evidence set becomes an overflow label; the pile's set is left out, not labelled as a bin."""
+    bucket = f"cw-ds-{uuid.uuid4().hex[:12]}"
+    evidence = EvidenceStore.from_endpoint(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, bucket)
+    evidence.ensure_bucket()
+    database = f"sqlite:///{tmp_path / 'cases.db'}"
+    store = CaseStore.from_url(database)
+    related = RelatedKinds((("overflowing_bin", GARBAGE),))
+    filer = CaseFiler(store, evidence, EvidenceSpool(tmp_path / "spool"), related=related)
+    overflow = replace(violation("cam-e", 8, kind="overflowing_bin"), box=(40.0, 30.0, 90.0, 80.0),
+                       last_seen=T0 + timedelta(minutes=30))  # fmt: skip
+    ids = set()
+    for v in (violation("cam-e", 7, kind=GARBAGE), overflow):
+        ids.add(filer.file(v, {r: (i.data, i.content_type) for r, i in render_evidence(v).items()}).case_id)
+    (case_id,) = ids
+    case = store.get_case(case_id)
+    assert case is not None and (case.kind, case.also_seen_kinds) == ("overflowing_bin", (GARBAGE,))
+    CaseWorkflow(store).act(case_id, Action.CONFIRM, **INSPECTOR)
+    monkeypatch.setenv("CW_TEST_S3_KEY", s3_server.access_key)
+    monkeypatch.setenv("CW_TEST_S3_SECRET", s3_server.secret_key)
+    recipe = yaml.safe_load(write_recipe(tmp_path, database, s3_server.endpoint, bucket).read_text())
+    recipe["names"] = ["garbage", "overflow"]
+    recipe["sources"][0]["class_map"] = {GARBAGE: "garbage", "overflowing_bin": "overflow"}
+    recipe["split"] = {"fractions": {"train": 1.0}, "seed": 0}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+
+    result = build_dataset(load_recipe(tmp_path / "recipe.yaml"), tmp_path / "out")
+    (label,) = (result.root / "labels").rglob("*.txt")
+    assert label.read_text() == "1 0.507812 0.572917 0.390625 0.520833\n"  # the bin's box, as overflow
+    (left_out,) = [d for d in result.drops if d.reason is DropReason.UNMAPPED_CLASS]
+    assert "its box shows exposed_garbage, a related kind merged" in left_out.detail

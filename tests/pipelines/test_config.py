@@ -426,3 +426,25 @@ def test_the_same_rule_works_where_its_settings_fit() -> None:
     overlap = document(("rules", "illegal_parking", "identity"), "overlap")
     overlap["cameras"]["gate-3"]["presets"]["main"] |= {"schedule": {"every": "15m"}, "samples": 1}
     assert parse_config(overlap).rules["illegal_parking"].follows_tracks() is False  # overlap needs no second sample
+
+
+def test_filing_related_kinds_default_covers_garbage_and_names_what_is_wrong() -> None:
+    related = parse_config(document()).filing.related()
+    assert related.group("exposed_garbage") == ("overflowing_bin", "accumulated_garbage", "exposed_garbage")
+    assert related.outranks("overflowing_bin", "exposed_garbage") and related.near == 0.25
+    vehicles = [["motor_vehicle_illegal_parking", "non_motor_vehicle_disorderly_parking"]]
+    assert parse_config(document(("filing",), {"related_kinds": vehicles, "near": 0})).filing.related().groups == (
+        tuple(vehicles[0]),)  # fmt: skip
+    assert parse_config(document(("filing",), {"related_kinds": []})).filing.related().groups == ()
+    cases = [
+        ([["overflowing_bin", "exposd_garbage"]], r"filing → related_kinds: .*group 0: unknown camera kind "
+                                                  r"'exposd_garbage' \(known: accumulated_garbage, "),
+        ([["overflowing_bin", "exposed_garbage"], ["exposed_garbage", "accumulated_garbage"]],
+         r"filing → related_kinds: .*group 1: 'exposed_garbage' is already in group 0; one group per kind"),
+        ([["overflowing_bin"]], r"filing → related_kinds: .*group 0 \['overflowing_bin'\]: name at least two kinds"),
+    ]  # fmt: skip
+    for groups, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            parse_config(document(("filing",), {"related_kinds": groups}))
+    with pytest.raises(ConfigError, match=r"filing → near: "):
+        parse_config(document(("filing",), {"near": -1}))

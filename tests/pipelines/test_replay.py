@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from citywatch.cases.store import box_iou
+from citywatch.pipelines.config import FilingConfig
 from citywatch.pipelines.replay import (
     DEFAULT_START,
     Replay,
@@ -219,3 +220,24 @@ def test_near_misses_name_implausible_boxes_and_tracks_never_confirmed() -> None
     assert "illegal_parking's tracker starts a track at 0.40" in unconfirmed.detail
     (count, (short,)) = groups["dwell_too_short"]
     assert count == 1 and short.box == parked[:4]
+
+
+def test_a_pile_by_a_bin_in_the_garbage_clip_is_one_case(tmp_path: Path) -> None:
+    """The demo's garbage clip (dome-1/bins): bags at the foot of overflowing bins were filed as exposed garbage
+    and as overflowing bins; with the shipped `filing → related_kinds` each pile joins its bin's case."""
+    clip = str(DEMO / "garbage-demo.mp4")
+    config = replay_config(CITY)
+    facts: dict[str, dict[str, Any]] = {}
+    for name, filing in {"apart": FilingConfig(related_kinds=[]), "related": config.filing}.items():
+        runner = Replay(config.model_copy(update={"filing": filing}), "dome-1", "bins", tmp_path / name)
+        result = asyncio.run(runner.run([clip], ReplayOptions()))
+        facts[name] = write_report(result, runner.scene.zones)[1]
+    apart, related = facts["apart"]["cases_per_kind"], facts["related"]["cases_per_kind"]
+    assert apart["exposed_garbage"] >= 1 and "exposed_garbage" not in related
+    assert related == {"overflowing_bin": apart["overflowing_bin"]}  # every bin is still its own case
+    merged = [c for c in facts["related"]["cases"] if c["also_seen_kinds"] == ["exposed_garbage"]]
+    assert len(merged) == apart["exposed_garbage"]
+    for case in merged:  # shown on a picture of the bin, not of the pile it was first filed for
+        sidecar = json.loads((tmp_path / "related" / case["evidence"]["sidecar"]).read_text(encoding="utf-8"))
+        assert (case["class_name"], sidecar["kind"], sidecar["class_name"]) == (
+            "overflow", "overflowing_bin", "overflow")  # fmt: skip
