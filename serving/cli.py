@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
@@ -17,6 +16,7 @@ from citywatch.pipelines.config import ConfigError
 from citywatch.serving.check_command import check
 from citywatch.serving.ml_commands import register as register_ml_commands
 from citywatch.serving.replay_command import replay
+from citywatch.serving.stopping import install_stop_handlers
 from citywatch.serving.users_cli import users_app
 
 app = typer.Typer(help="citywatch: city cameras → YOLO → rules → enforcement cases.", no_args_is_help=True)
@@ -51,18 +51,25 @@ def demo(
     ),
     port: Annotated[int, typer.Option(help="Port of the HTTP API")] = 8000,
     run_for: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start an empty city (deletes the workdir's city)")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the demo city: an S3 server, an RTSP camera streaming the shipped clip, detection, cases, API."""
+    """Run the demo city: an S3 server, an RTSP camera streaming the shipped clip, detection, cases, API.
+
+    The city in --workdir continues from the last run (cases, evidence, accounts); --fresh starts an empty one.
+    Stops on Ctrl-C or SIGTERM.
+    """
+    install_stop_handlers()
     _logging(verbose)
     from citywatch.serving.demo import run_demo
 
     try:
-        cases = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console, verbose=verbose)
+        result = run_demo(workdir.resolve(), port=port, run_for=run_for, console=console, verbose=verbose, fresh=fresh)
     except KeyboardInterrupt:  # during start-up: everything started so far has been stopped
         console.print("demo interrupted")
         raise typer.Exit(130) from None
-    raise typer.Exit(0 if cases > 0 or run_for is None else 1)
+    # A run that was given time and filed nothing failed; a stop asked for by a signal is a clean stop.
+    raise typer.Exit(1 if run_for is not None and not result.interrupted and result.cases == 0 else 0)
 
 
 @app.command()
@@ -79,7 +86,9 @@ def serve(
 
     Cameras, presets, rules and detector models/thresholds change in place (only changed cameras restart);
     an invalid file, or a change of other sections, is refused and the running config stays. SIGHUP: look now.
+    SIGTERM stops it as Ctrl-C does.
     """
+    install_stop_handlers()
     _logging(verbose)
     from citywatch.serving.runner import ConfigWatcher, load_city, preflight, publish_config, running_city
 
@@ -90,14 +99,13 @@ def serve(
         raise typer.Exit(2) from None
     for problem in preflight(city):
         console.print(f"[red]problem:[/] {problem}")
-    stop, look = threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    look = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: look.set())
-    with running_city(city, num_cpus=num_cpus, verbose=verbose) as url:
-        console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop; watching {config} for changes")
-        watcher = ConfigWatcher(config, city, publish_config, base_dir=Path.cwd(), models_root=models.resolve())
-        with contextlib.suppress(KeyboardInterrupt):
-            while not stop.is_set():
+    try:
+        with running_city(city, num_cpus=num_cpus, verbose=verbose, stop_signals=True) as url:
+            console.print(f"citywatch serving at [cyan]{url}[/] — Ctrl-C to stop; watching {config} for changes")
+            watcher = ConfigWatcher(config, city, publish_config, base_dir=Path.cwd(), models_root=models.resolve())
+            while True:
                 look.wait(watch_every)
                 forced = look.is_set()
                 look.clear()
@@ -107,6 +115,8 @@ def serve(
                     message = f"[red]could not publish the config change:[/] {error!r}"
                 if message:
                     console.print(message)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, while running or starting: the city has been stopped
+        console.print("citywatch stopped")
 
 
 if __name__ == "__main__":

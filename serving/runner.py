@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +16,12 @@ from pathlib import Path
 from citywatch.models.builtin import resolve_model
 from citywatch.models.registry import INDEX, ModelRegistry, RegistryError
 from citywatch.pipelines.config import CityConfig, ConfigError, load_config
+from citywatch.serving.stopping import install_stop_handlers
 from citywatch.vision.detector import ModelLoadError, OnnxDetector
 
 log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
 
 REGISTRY_PREFIX = "registry:"
 """`model: registry:<name>` serves the promoted version of <name> from the model registry."""
@@ -155,15 +160,67 @@ def preflight(config: CityConfig) -> list[str]:
     return problems
 
 
+RAY_TOKEN_FILE = "ray-auth-token"
+"""Where a local city keeps its Ray token (mode 0600) in its state dir, unless the environment gives one."""
+
+
+def ray_token_file(path: Path) -> Path:
+    """`path`, holding a random token (made on first use, readable by this user only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"Ray token file {path} is readable by others: chmod 600 it") from None
+        if not path.read_text().strip():
+            raise ConfigError(f"Ray token file {path} is empty: delete it to have a new one made") from None
+        return path
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_hex(32))
+    return path
+
+
+def local_ray_settings(state_dir: Path) -> None:
+    """Settings for a Ray cluster of this machine only, made in this process's environment (children inherit it).
+
+    - Every Ray server listens on 127.0.0.1. `ray.init(_node_ip_address="127.0.0.1")` alone does not do it:
+      ray.init turns a loopback address into the machine's address, and the GCS, raylets and workers then
+      listen on every interface. Ray's switch for a one-machine cluster (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
+      the default on macOS and Windows) keeps the node's address at 127.0.0.1, and with it each server's.
+    - Token authentication (RAY_AUTH_MODE=token): every gRPC and HTTP call between Ray's processes carries the
+      token. RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH from the environment win; otherwise the token is the file
+      `state_dir/ray-auth-token`. Once set in a process it stays (Ray caches the token it loaded).
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(ray_token_file(state_dir / RAY_TOKEN_FILE).resolve())
+    if "ray" in sys.modules:  # Ray read both settings when it was imported: read them again
+        import ray._private.ray_constants as ray_constants
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        Config.initialize("")
+
+
 @contextmanager
 def running_city(
-    config: CityConfig, *, num_cpus: int | None = None, app_name: str = "citywatch", verbose: bool = False
+    config: CityConfig,
+    *,
+    num_cpus: int | None = None,
+    app_name: str = "citywatch",
+    verbose: bool = False,
+    state_dir: Path | None = None,
+    stop_signals: bool = False,
 ) -> Iterator[str]:
     """Run the city's Serve application until the block exits; yields the API's base URL.
 
-    `config` must be anchored (absolute paths): replicas run in other processes.
+    `config` must be anchored (absolute paths): replicas run in other processes. Ray runs on this machine only,
+    on 127.0.0.1 with token authentication (`local_ray_settings`; the token file goes in `state_dir`, default
+    the database's folder or `var/`). `stop_signals`: SIGTERM and SIGINT stop the city like Ctrl-C
+    (`serving.stopping`; installed again after `ray.init`, which sets its own SIGTERM handler).
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local runs: no token-auth warning
+    local_ray_settings(state_dir or _default_state_dir(config))
     import ray  # imported here: `citywatch check` and the tests of plain pieces need no Ray
     from ray import serve
 
@@ -173,11 +230,13 @@ def running_city(
     ray.init(
         num_cpus=num_cpus or os.cpu_count() or 2,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
+        _node_ip_address=LOOPBACK,
         logging_level=logging.WARNING,
         log_to_driver=True,
     )
     try:
+        if stop_signals:
+            install_stop_handlers()
         # No access log line per detector call: at a few calls a second per camera it drowns everything else.
         logging_config = {"enable_access_log": False, "log_level": "INFO" if verbose else "WARNING"}
         if not verbose:
@@ -190,3 +249,10 @@ def running_city(
             serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()
+
+
+def _default_state_dir(config: CityConfig) -> Path:
+    database = config.storage.database
+    if database.startswith("sqlite:///"):
+        return Path(database.removeprefix("sqlite:///")).parent.resolve()
+    return Path("var").resolve()

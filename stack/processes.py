@@ -1,7 +1,8 @@
 """Child processes the project starts itself (S3 server, RTSP server, ffmpeg publishers).
 
 Every child runs in its own process group, so stopping it also stops anything it spawned, and an
-``atexit`` hook stops whatever is still running when the interpreter exits normally.
+``atexit`` hook stops whatever is still running when the interpreter exits normally. When the parent dies
+without running it (SIGKILL, a crash), Linux's parent-death signal stops each child (`_die_with_parent`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import ctypes
 import os
 import random
 import signal
@@ -16,11 +18,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Self
 
 LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+# Looked up before any fork: the child between fork and exec may only make plain calls.
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 
 # Children still running; atexit stops them. A plain set under a lock: the hook must see every
 # live child, and ManagedProcess removes itself on stop().
@@ -216,6 +221,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         except OSError as exc:
             self._close_log()
@@ -274,6 +280,25 @@ class ManagedProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel send the child SIGTERM when its parent dies (Linux; None elsewhere).
+
+    The signal fires when the *thread* that forked the child ends, not the process: set it only for children
+    started from the main thread, which lives as long as the interpreter. SIGTERM, not SIGKILL, so weed
+    flushes and ffmpeg closes its output as on a normal stop.
+    """
+    if _prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child, between fork and exec
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

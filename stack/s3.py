@@ -37,6 +37,45 @@ _COMPONENTS = ("s3", "master", "filer", "volume", "admin")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Stopping weed mini takes ~4 s (volume and filer flush); give it room before SIGKILL.
 _STOP_TIMEOUT = 10.0
+# weed's own temp dir (in the system's): its pid in _OWNER, the gRPC sockets it makes in /tmp in _GRPC_SOCKETS.
+_SOCKET_DIR_PREFIX = "cw-weed-"
+_OWNER = "weed.pid"
+_GRPC_SOCKETS = "grpc-sockets"
+_UNOWNED_AGE = 3600.0  # a dir without an owner this old is a leftover (one is briefly ownerless while starting)
+
+
+def sweep_leftovers(temp_dir: Path | None = None) -> list[Path]:
+    """Delete the temp dirs (and gRPC sockets) of weeds that are no longer running; returns the dirs deleted."""
+    removed = []
+    for folder in Path(temp_dir or tempfile.gettempdir()).glob(f"{_SOCKET_DIR_PREFIX}*"):
+        try:
+            owner = int((folder / _OWNER).read_text())
+        except (OSError, ValueError):
+            owner = None
+        try:
+            if owner is None and time.time() - folder.stat().st_mtime < _UNOWNED_AGE:
+                continue
+            if owner is not None and _alive(owner):
+                continue
+            sockets = (folder / _GRPC_SOCKETS).read_text().split() if (folder / _GRPC_SOCKETS).exists() else []
+        except OSError:
+            continue  # removed by someone else meanwhile
+        for sock in map(Path, sockets):
+            if sock.is_socket():
+                sock.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass(frozen=True)
@@ -123,8 +162,10 @@ class S3Server(Component):
             check_port_free(self.port, "S3")
         s3_port, master, filer, volume, admin = free_port_pairs(len(_COMPONENTS), _GRPC_OFFSET, first=self.port)
         # weed leaves unix sockets behind in the temp dir (S3, admin and S3 gRPC): give it one of its
-        # own (Go's os.TempDir() reads TMPDIR) and delete it on stop().
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="cw-weed-"))
+        # own (Go's os.TempDir() reads TMPDIR) and delete it on stop(). A weed killed with its parent never
+        # reaches stop(): its dir names it, and the next start sweeps the dirs of weeds that are gone.
+        sweep_leftovers()
+        self._socket_dir = Path(tempfile.mkdtemp(prefix=_SOCKET_DIR_PREFIX))
         argv = [
             str(weed),
             "mini",
@@ -164,10 +205,12 @@ class S3Server(Component):
             Path(f"/tmp/seaweedfs-{component}-grpc-{port + _GRPC_OFFSET}.sock")
             for component, port in zip(_COMPONENTS, (s3_port, master, filer, volume, admin), strict=True)
         ]
+        (self._socket_dir / _GRPC_SOCKETS).write_text("".join(f"{sock}\n" for sock in self._grpc_sockets))
         endpoint = S3Endpoint(f"{LOOPBACK}:{s3_port}", self.access_key, self.secret_key, self.bucket)
         deadline = time.monotonic() + timeout
         try:
             self._proc.start()
+            (self._socket_dir / _OWNER).write_text(f"{self._proc.pid}\n")
             self._proc.wait_for_port(s3_port, timeout)
             self._wait_for_bucket(endpoint, deadline)
         except BaseException:
