@@ -3,8 +3,6 @@ both shards through the board, and a camera added through the config."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +12,7 @@ from citywatch.pipelines.config import CityConfig, parse_config
 from citywatch.pipelines.fleet import shard_owner
 from citywatch.serving import deployments
 from citywatch.serving.app import fleet_deployment
+from citywatch.serving.runner import local_ray_settings
 from citywatch.stack.processes import free_port
 from citywatch.stack.s3 import S3Endpoint
 from tests.waiting import wait_until
@@ -62,12 +61,12 @@ def wait_for_cameras(handle: Any, count: int, timeout: float = 120) -> dict[str,
 
 
 def test_two_fleet_replicas_share_the_cameras_and_report_them_all(tmp_path: Path, s3_server: S3Endpoint) -> None:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    local_ray_settings(tmp_path)  # loopback only, token auth: as the product runs Ray
     import ray
     from ray import serve
 
     first = parse_config(city(s3_server, 8)).anchored(tmp_path)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         handle = serve.run(fleet_app(first), name="shards", route_prefix=None)
         cameras = wait_for_cameras(handle, 8)
@@ -88,15 +87,3 @@ def test_two_fleet_replicas_share_the_cameras_and_report_them_all(tmp_path: Path
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
-
-
-def test_the_board_forgets_replicas_scaled_away() -> None:
-    board = cast(Any, deployments.FleetHealthBoard).func_or_class()
-    for rank in range(3):
-        board.report(rank, 3, [{"camera_id": f"cam-{rank}"}], {"cameras": 1})
-    assert [r["rank"] for r in board.replicas()] == [0, 1, 2]
-    time.sleep(0.01)  # the newest report decides how many replicas there are
-    for rank in range(2):
-        board.report(rank, 2, [{"camera_id": f"cam-{rank}"}, {"camera_id": "cam-2"}], {"cameras": 2})
-    assert [r["rank"] for r in board.replicas()] == [0, 1]
-    assert sorted(c["camera_id"] for c in board.cameras()) == ["cam-0", "cam-1", "cam-2", "cam-2"]  # not rank 2's
