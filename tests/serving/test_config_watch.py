@@ -20,8 +20,9 @@ from citywatch.pipelines.config import CityConfig, ConfigError, parse_config
 from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.schedule import ManualClock
 from citywatch.serving.runner import ConfigWatcher, load_city, needs_restart, preflight
-from citywatch.vision.frame import Frame
 from citywatch.vision.violation import Violation
+from tests.configs import NO_STORE
+from tests.fakes import StillReader
 
 ZONE = {"polygon": [[0, 0], [1, 0], [1, 1]], "rules": ["car"]}
 
@@ -31,7 +32,7 @@ def document(bins_detector: str | None = "garbage", default_model: str = "builti
     if bins_detector is not None:
         bins["detector"] = bins_detector
     return {
-        "storage": {"evidence": {"endpoint": "127.0.0.1:1", "access_key": "k", "secret_key": "s"}},
+        "storage": NO_STORE,
         "detectors": {"default": {"model": default_model}, "garbage": {"model": "builtin:garbage-yolo11n"}},
         "rules": {"car": {"type": "presence", "kind": "motor_vehicle_illegal_parking", "classes": ["car"]}},
         "cameras": {
@@ -57,29 +58,6 @@ def test_preflight_names_the_presets_a_broken_detector_would_stop() -> None:
     doc["detectors"]["garbage"]["model"] = "/nonexistent/garbage.onnx"
     problems = preflight(parse_config(doc))
     assert len(problems) == 1 and "dome/bins" in problems[0]
-
-
-class StillReader:
-    def __init__(self, camera_id: str, url: str) -> None:
-        self.camera_id, self.url = camera_id, url
-
-    @property
-    def health(self) -> Any:
-        from citywatch.pipelines.camera import CameraHealth
-
-        return CameraHealth(self.camera_id, True, None, None, 0, 0, None, 64, 48)
-
-    def start(self) -> None:
-        pass
-
-    def stop(self, timeout: float = 10.0) -> None:
-        pass
-
-    def set_active(self, active: bool) -> None:
-        pass
-
-    def read(self, preset_id: str | None = None, timeout: float | None = None) -> Frame:
-        return Frame(np.zeros((48, 64, 3), np.uint8), self.camera_id, preset_id, datetime.now(UTC), 0)
 
 
 def test_each_preset_is_detected_by_its_detector_and_a_model_change_restarts_no_camera() -> None:

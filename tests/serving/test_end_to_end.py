@@ -33,12 +33,7 @@ def city(s3: S3Endpoint, rtsp_url: str, port: int) -> dict[str, Any]:
     preset = {"fixed": {"sample_every": "1s", "zones": {"fire-lane": zone}}}
     return {
         "storage": {
-            "evidence": {
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            },
+            "evidence": s3.evidence_config(),
             "database": "sqlite:///var/cases.db",
             "spool_dir": "var/spool",
         },

@@ -25,12 +25,7 @@ def city(s3: S3Endpoint, cameras: int) -> dict[str, Any]:
     port = free_port()  # nothing listens: every camera is offline, which is enough to see where it runs
     return {
         "storage": {
-            "evidence": {
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            },
+            "evidence": s3.evidence_config(),
             "database": "sqlite:///var/cases.db",
             "spool_dir": "var/spool",
         },

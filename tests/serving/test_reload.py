@@ -49,12 +49,7 @@ def document(s3: S3Endpoint, rtsp_url: str, dome: Any, port: int) -> dict[str, A
     }
     return {
         "storage": {
-            "evidence": {
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            },
+            "evidence": s3.evidence_config(),
             "database": "sqlite:///var/cases.db",
             "spool_dir": "var/spool",
         },

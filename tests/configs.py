@@ -1,0 +1,8 @@
+"""Config pieces the tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NO_STORE: dict[str, Any] = {"evidence": {"endpoint": "127.0.0.1:1", "access_key": "k", "secret_key": "s"}}
+"""A `storage` section whose object store is never reached (nothing is filed, or the test does not need S3)."""
