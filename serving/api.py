@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from citywatch.serving.auth import principal_dependency, requirer
@@ -45,7 +45,7 @@ MAX_BODY_BYTES = 1_000_000
 _DOCS_ASSETS = "/docs/assets"
 
 
-def _install_error_handlers(api: FastAPI) -> None:
+def _install_error_handlers(api: FastAPI, routes: list[BaseRoute]) -> None:
     for error_type, status in ERROR_STATUS:
 
         def handler(_request: Request, error: Exception, status: int = status) -> JSONResponse:
@@ -53,8 +53,11 @@ def _install_error_handlers(api: FastAPI) -> None:
 
         api.add_exception_handler(error_type, handler)
 
-    def http_error(_request: Request, error: Exception) -> JSONResponse:
+    def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
+        if error.status_code == 405:  # Allow: every method of the path, not only those of the first route found
+            methods = {m for r in routes if r.matches(request.scope)[0] is not Match.NONE for m in _methods(r)}
+            error = HTTPException(405, error.detail, headers={"Allow": ", ".join(sorted(methods))})
         return error_response(error)
 
     def validation(_request: Request, error: Exception) -> JSONResponse:
@@ -75,6 +78,10 @@ def _install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(Exception, unexpected)
 
 
+def _methods(route: BaseRoute) -> set[str]:
+    return set(getattr(route, "methods", None) or ())
+
+
 def _calls(dependant: Dependant) -> Iterable[Callable[..., Any]]:
     for dependency in dependant.dependencies:
         if dependency.call is not None:
@@ -86,8 +93,8 @@ def _declare_common_errors(router: APIRouter, authenticate: Callable[..., Any]) 
     """Declare on every route the error statuses that follow from its shape; returns the routes needing a login.
 
     A login (401), a role (403: every protected route checks one but /auth/*), a path parameter (404: the thing
-    it names may not exist), parameters or a body (422: invalid), a body (413: too large). Statuses particular
-    to a route (400, 409, 429, 503) are declared on the route itself."""
+    it names may not exist), parameters or a body (422: invalid), a body (413: too large, 400: not JSON).
+    Statuses particular to a route (400, 409, 429, 503) are declared on the route itself."""
     protected = []
     for route in router.routes:
         if not isinstance(route, APIRoute):
@@ -104,7 +111,7 @@ def _declare_common_errors(router: APIRouter, authenticate: Callable[..., Any]) 
         if route.dependant.path_params or route.dependant.query_params or route.body_field is not None:
             statuses.add(422)
         if route.body_field is not None:
-            statuses.add(413)
+            statuses |= {400, 413}  # 400: a body that is not JSON at all
         route.responses = {**error_responses(*sorted(statuses)), **route.responses}
     return protected
 
@@ -132,7 +139,6 @@ def build_api(context: ApiContext) -> FastAPI:
         docs_url=None,  # served by _install_docs from local files
         redoc_url=None,  # ReDoc has no packaged copy: it would load from a CDN
     )
-    _install_error_handlers(api)
     authenticate = principal_dependency(context.accounts)
     require = requirer(authenticate)
     routers = [
@@ -143,6 +149,7 @@ def build_api(context: ApiContext) -> FastAPI:
         *page_routers(context, require),  # the review page under /ui (serving/routes_pages.py)
     ]
     protected = [route for router in routers for route in _declare_common_errors(router, authenticate)]
+    _install_error_handlers(api, [route for router in routers for route in router.routes])
     for router in routers:
         api.include_router(router)
     mount_page_files(api)

@@ -36,7 +36,7 @@ DOMAIN_STATUSES = frozenset(status for _, status in ERROR_STATUS)
 
 # What each error status means in this API (the spec's descriptions).
 ERROR_MEANING: dict[int, str] = {
-    400: "The request names something that cannot exist (e.g. not an evidence key)",
+    400: "The body is not JSON, or the request names something that cannot exist (not an evidence key)",
     401: "No valid credential: send Authorization: Bearer <token or API key>",
     403: "The caller's role may not do this",
     404: "No such case, user, key, device or delivery",

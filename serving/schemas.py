@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 from citywatch.cases.accounts import MAX_PASSWORD, MIN_PASSWORD, USERNAME_PATTERN
 from citywatch.cases.lifecycle import Role
@@ -27,7 +27,20 @@ def _storable(value: datetime) -> datetime:
     return value
 
 
-UtcTime = Annotated[AwareDatetime, AfterValidator(_storable)]
+def _iso_8601(value: object) -> object:
+    """Only an ISO 8601 text is a time here (pydantic alone would read `0.5` as seconds since 1970)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a date and time in ISO 8601 with a timezone, e.g. 2026-05-04T10:00:00+08:00")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not an ISO 8601 date and time") from None
+    return value
+
+
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_storable)]
 """A time with a timezone that lies within years 1-9999 in UTC: every datetime the API takes is one."""
 
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
@@ -93,7 +106,10 @@ MAX_BULK = 500
 
 class BulkActionRequest(ActionRequest):
     ids: list[Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]] = Field(
-        min_length=1, max_length=MAX_BULK, description="Case ids; each is acted on alone, in its own transaction"
+        min_length=1,
+        max_length=MAX_BULK,
+        description="Case ids, each at most once; each is acted on alone, in its own transaction",
+        json_schema_extra={"uniqueItems": True},
     )
 
 
@@ -166,7 +182,7 @@ class UserView(BaseModel):
 
 
 class UserChange(Request):
-    disabled: bool = Field(description="true: log the user out everywhere and refuse their keys; false: enable")
+    disabled: StrictBool = Field(description="true: log the user out everywhere and refuse their keys; false: enable")
 
 
 class ApiKeyView(BaseModel):

@@ -139,6 +139,8 @@ CASES = [
         for ids in ("true", '"1"', "1.0", "1.5")
     ],
     (Role.VIEWER, "GET", "/cases?q=%00", None, 422, "q"),
+    (Role.VIEWER, "GET", "/cases?until=0.5", None, 422, "ISO 8601"),
+    (Role.ADMIN, "PATCH", "/users/viewer-user", '{"disabled": 0}', 422, "disabled"),
     (Role.VIEWER, "GET", "/cases?q=gate%0A", None, 422, "q"),
     *[
         (role, "GET", f"{path}?{parameter}={time}", None, 422, parameter)

@@ -211,3 +211,30 @@ def test_the_database_time_type_names_a_time_it_cannot_store() -> None:
         with pytest.raises(ValueError, match="outside years 1-9999"):
             UTCDateTime().process_bind_param(far, dialect)
     assert UTCDateTime().process_bind_param(datetime(2026, 1, 1, tzinfo=UTC), sqlite.dialect()) == datetime(2026, 1, 1)
+
+
+def test_the_spec_declares_one_error_body_and_the_statuses_the_api_answers(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    operations = {(m.upper(), p): op for p, ops in spec["paths"].items() for m, op in ops.items()}
+    for (method, path), operation in operations.items():
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+        if path not in ("/healthz", "/auth/token"):
+            assert "401" in operation["responses"], (method, path)
+    assert {"400", "401", "403", "404", "409", "413", "422"} <= set(operations["POST", "/users"]["responses"])
+    csv = operations["GET", "/cases.csv"]["responses"]["200"]["content"]
+    assert list(csv) == ["text/csv"]
+    roles = spec["components"]["schemas"]["Role"]["enum"]
+    assert sorted(roles) == sorted(r.value for r in Role)
+    invalid = api.client.get("/cases?limit=0", headers=api.as_role(Role.VIEWER)).json()
+    assert isinstance(invalid["detail"], str) and invalid["errors"][0]["loc"] == ["query", "limit"]
+    missing = api.client.get("/cases/999999", headers=api.as_role(Role.VIEWER)).json()
+    assert missing == {"detail": "no case 999999", "errors": []}
+
+
+def test_a_wrong_method_lists_every_method_of_the_path(api: Api) -> None:
+    response = api.client.request("PUT", "/users", headers=api.as_role(Role.ADMIN))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
