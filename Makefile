@@ -59,7 +59,7 @@ venv: $(STAMP)
 
 # Strict editable installs link each file: re-install when a package file is added or changed.
 PACKAGE_FILES := $(wildcard vision/*.py models/*.py models/default/* pipelines/*.py pipelines/config/*.py \
-	pipelines/templates/* cases/*.py cases/migrations/versions/*.py serving/*.py serving/demo/* serving/templates/* \
+	pipelines/templates/* cases/*.py cases/*.txt cases/migrations/versions/*.py serving/*.py serving/demo/* serving/templates/* \
 	serving/static/* datasets/*.py datasets/*/*.py stack/*.py)
 
 $(STAMP): pyproject.toml $(PACKAGE_FILES)

@@ -12,8 +12,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -22,15 +25,21 @@ from citywatch.cases.db import ApiKeyRow, TokenRow, UserRow
 from citywatch.cases.lifecycle import Role
 from citywatch.cases.store import CaseStore
 
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@-]{1,63}$"
+_USERNAME = re.compile(USERNAME_PATTERN)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-_MIN_PASSWORD = 10
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
 API_KEY_PREFIX = "cwk_"
 TOKEN_PREFIX = "cwt_"
 
 
 class AccountError(ValueError):
     """A bad username, password or role, or a duplicate user."""
+
+
+class InvalidAccount(AccountError):
+    """A username, role or password that breaks the rules (the request is wrong, not the state)."""
 
 
 class AccountNotFound(AccountError, LookupError):
@@ -71,6 +80,30 @@ class ApiKeyInfo:
     created_at: datetime
     expires_at: datetime | None
     revoked: bool
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    text = resources.files("citywatch.cases").joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def check_password(password: str) -> None:
+    """The strength rule for every password set (API, `citywatch users`, the demo's admin), or AccountError.
+
+    At least MIN_PASSWORD characters that are not all whitespace, no control characters (a NUL cuts some
+    tools' strings short), and not a common password, alone or with digits or symbols added around it.
+    """
+    if len(password) < MIN_PASSWORD or len(password) > MAX_PASSWORD:
+        raise InvalidAccount(f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters; got {len(password)}")
+    if not password.strip():
+        raise InvalidAccount("password must not be all whitespace")
+    if any(unicodedata.category(c) == "Cc" for c in password):
+        raise InvalidAccount("password must not contain control characters (NUL, newline, tab, ...)")
+    lowered = password.lower()
+    core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", lowered)
+    if lowered in _common_passwords() or core in _common_passwords():
+        raise InvalidAccount("password is a common password (or one with digits or symbols added): choose another")
 
 
 def hash_password(password: str) -> str:
@@ -117,13 +150,13 @@ class AccountStore:
     def add_user(self, username: str, role: Role | str, password: str | None = None) -> int:
         """Create a user; `password` None makes an API-key-only account (cameras, devices, outside systems)."""
         if not _USERNAME.match(username):
-            raise AccountError(f"username {username!r} must match {_USERNAME.pattern}")
+            raise InvalidAccount(f"username {username!r} must match {_USERNAME.pattern}")
         try:
             role = Role(role)
         except ValueError:
-            raise AccountError(f"role {role!r} must be one of {', '.join(r.value for r in Role)}") from None
-        if password is not None and len(password) < _MIN_PASSWORD:
-            raise AccountError(f"password must have at least {_MIN_PASSWORD} characters")
+            raise InvalidAccount(f"role {role!r} must be one of {', '.join(r.value for r in Role)}") from None
+        if password is not None:
+            check_password(password)
         hashed = None if password is None else hash_password(password)
         with self.store.writing() as session:
             if session.scalar(sa.select(UserRow.id).where(UserRow.username == username)) is not None:

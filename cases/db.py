@@ -31,7 +31,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in and out, on every backend.
 
     SQLite keeps no offset, so values are stored as naive UTC and the offset is re-attached on the way out;
-    PostgreSQL gets `timestamptz`. A naive datetime on the way in is a bug in the caller, not a guess to make.
+    PostgreSQL gets `timestamptz`. A naive datetime on the way in is a bug in the caller, not a guess to make;
+    so is one whose UTC date falls outside years 1-9999 (a ValueError naming it, not an OverflowError).
     """
 
     impl = DateTime(timezone=True)
@@ -42,7 +43,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"timestamps must be timezone-aware; got naive {value!r}")
-        utc = value.astimezone(UTC)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"timestamp {value.isoformat()} lies outside years 1-9999 in UTC") from None
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

@@ -76,6 +76,12 @@ class CaseStats:
         with self.store.reading() as session:
             return {state: int(count) for state, count in session.execute(query)}
 
+    def pending_uploads(self) -> int:
+        """Evidence objects filed but not yet in the object store: what waits in the spools (every replica's)."""
+        query = sa.select(sa.func.count()).select_from(EvidenceRow).where(EvidenceRow.uploaded.is_(False))
+        with self.store.reading() as session:
+            return int(session.scalar(query) or 0)
+
     def latest_evidence(self, case_ids: Collection[int], roles: Iterable[str]) -> dict[int, dict[str, str]]:
         """Per case, the key of each of `roles` in its newest uploaded evidence set that has that role."""
         query = (

@@ -47,18 +47,28 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def authenticate_header(accounts: AccountStore, authorization: str | None) -> Principal:
+    """The caller named by an `Authorization: Bearer <credential>` header, or HTTPException 401."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise _unauthorized("authentication required: send Authorization: Bearer <token or API key>")
+    try:
+        return accounts.authenticate(credential)
+    except AuthenticationFailed as error:
+        raise _unauthorized(str(error)) from None
+
+
 def principal_dependency(accounts: AccountStore) -> Callable[..., Principal]:
-    """A FastAPI dependency: the authenticated caller, or 401."""
+    """A FastAPI dependency: the authenticated caller, or 401 (serving/request_guard.py may have found it)."""
 
     def authenticate(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+        request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        if credentials is None or not credentials.credentials:
-            raise _unauthorized("authentication required: send Authorization: Bearer <token or API key>")
-        try:
-            principal = accounts.authenticate(credentials.credentials)
-        except AuthenticationFailed as error:
-            raise _unauthorized(str(error)) from None
+        found = getattr(request.state, "principal", None)
+        principal = found if isinstance(found, Principal) else None
+        if principal is None:
+            principal = authenticate_header(accounts, request.headers.get("authorization"))
         request.state.principal = principal
         return principal
 
@@ -80,6 +90,7 @@ def requirer(authenticate: Callable[..., Principal]) -> Callable[[Permission], C
                 )
             return principal
 
+        check.permission = permission  # type: ignore[attr-defined]  # how the spec knows the route may 403
         return check
 
     return require

@@ -333,6 +333,28 @@ def _shard_position(rank: Any) -> tuple[int, int]:
     return int(number or 0), max(1, int(context.world_size or 1))
 
 
+HEALTH_TIMEOUT_S = 2.0
+"""How long the Api waits for one replica's health answer."""
+
+
+async def _answer(call: Any, what: str) -> dict[str, Any]:
+    """A replica's health answer, or {"unreachable": why} when it fails or takes over HEALTH_TIMEOUT_S."""
+
+    async def reply() -> dict[str, Any]:
+        answer: dict[str, Any] = await call
+        return answer
+
+    try:
+        return await asyncio.wait_for(reply(), HEALTH_TIMEOUT_S)
+    except TimeoutError:
+        cancel = getattr(call, "cancel", None)
+        if callable(cancel):
+            cancel()  # a Serve DeploymentResponse: do not leave the request queued at the replica
+        return {"unreachable": f"{what}: no answer within {HEALTH_TIMEOUT_S} s"}
+    except Exception as error:  # a dead or restarting replica: say so, the rest of the report stands
+        return {"unreachable": f"{what}: {type(error).__name__}: {error}"}
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 @serve.ingress()
 class Api:
@@ -353,9 +375,25 @@ class Api:
         self.background.start()
 
     async def health(self) -> dict[str, Any]:
-        fleet = await self.fleet.health.remote()
-        detectors = {name: await handle.info.remote() for name, handle in self.detectors.items()}
-        return {"cameras": fleet["cameras"], "fleet": fleet["fleet"], "detectors": detectors}
+        """The fleet's and every detector's report, asked at once, each within HEALTH_TIMEOUT_S: a replica that
+        is restarting or dead is listed in `unreachable` (and its detector shows the error) instead of holding
+        /healthz until it is back."""
+        names = list(self.detectors)
+        fleet, *infos = await asyncio.gather(
+            _answer(self.fleet.health.remote(), "camera fleet"),
+            *(_answer(self.detectors[name].info.remote(), f"detector {name!r}") for name in names),
+        )
+        unreachable = [str(reply["unreachable"]) for reply in (fleet, *infos) if "unreachable" in reply]
+        detectors = {
+            name: {"name": name, "error": info["unreachable"]} if "unreachable" in info else info
+            for name, info in zip(names, infos, strict=True)
+        }
+        return {
+            "cameras": fleet.get("cameras", []),
+            "fleet": fleet.get("fleet", []),
+            "detectors": detectors,
+            "unreachable": unreachable,
+        }
 
     def __del__(self) -> None:
         self.background.stop()

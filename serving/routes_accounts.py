@@ -14,9 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from citywatch.cases.accounts import AccountNotFound, AuthenticationFailed, Principal, UserInfo
-from citywatch.cases.lifecycle import Role
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
+from citywatch.serving.errors import DOMAIN_STATUSES, error_responses
 from citywatch.serving.login_throttle import LoginThrottle
 from citywatch.serving.schemas import (
     ApiKeyResponse,
@@ -43,7 +43,7 @@ def accounts_router(
 
 
 def _user_view(user: UserInfo) -> UserView:
-    return UserView(id=user.id, username=user.username, role=user.role.value, disabled=user.disabled,
+    return UserView(id=user.id, username=user.username, role=user.role, disabled=user.disabled,
                     created_at=user.created_at, api_keys=user.api_keys)  # fmt: skip
 
 
@@ -57,7 +57,7 @@ def _find_user(context: ApiContext, username: str) -> UserView:
 def _add_login_routes(router: APIRouter, context: ApiContext, signed_in: Any) -> None:
     throttle = LoginThrottle(context.store.now)
 
-    @router.post("/auth/token")
+    @router.post("/auth/token", responses=error_responses(401, 429))
     def login(body: LoginRequest, request: Request) -> TokenResponse:
         """Exchange a username and password for a bearer token that expires. Repeated failures for one username
         or from one address are refused for a while (429 with Retry-After)."""
@@ -83,24 +83,23 @@ def _add_login_routes(router: APIRouter, context: ApiContext, signed_in: Any) ->
 
     @router.get("/auth/me")
     def me(principal: Annotated[Principal, signed_in]) -> Me:
-        return Me(username=principal.username, role=principal.role.value, via=principal.via)
+        return Me(username=principal.username, role=principal.role, via=principal.via)
 
 
 def _add_user_routes(router: APIRouter, context: ApiContext, admin: Any) -> None:
     accounts = context.accounts
+    errors = error_responses(*sorted(DOMAIN_STATUSES))
 
     @router.get("/users")
     def list_users(_: Annotated[Principal, admin]) -> list[UserView]:
         return [_user_view(user) for user in accounts.list_users()]
 
-    @router.post("/users", status_code=201)
+    @router.post("/users", status_code=201, responses=errors)
     def add_user(body: NewUser, _: Annotated[Principal, admin]) -> UserView:
-        if body.role not in {r.value for r in Role}:
-            raise HTTPException(422, detail=f"role {body.role!r} must be one of {', '.join(r.value for r in Role)}")
         accounts.add_user(body.username, body.role, body.password)
         return _find_user(context, body.username)
 
-    @router.patch("/users/{username}")
+    @router.patch("/users/{username}", responses=errors)
     def change_user(username: str, body: UserChange, principal: Annotated[Principal, admin]) -> UserView:
         """Disable a user (logged out everywhere; their API keys stop working) or enable them again."""
         if body.disabled and username == principal.username:
@@ -108,7 +107,7 @@ def _add_user_routes(router: APIRouter, context: ApiContext, admin: Any) -> None
         accounts.set_disabled(username, body.disabled)
         return _find_user(context, username)
 
-    @router.post("/users/{username}/api-keys", status_code=201)
+    @router.post("/users/{username}/api-keys", status_code=201, responses=errors)
     def add_api_key(username: str, body: NewApiKey, _: Annotated[Principal, admin]) -> ApiKeyResponse:
         expires = None if body.expires_in_days is None else timedelta(days=body.expires_in_days)
         return ApiKeyResponse(api_key=accounts.create_api_key(username, name=body.name, expires_in=expires))
@@ -118,7 +117,7 @@ def _add_user_routes(router: APIRouter, context: ApiContext, admin: Any) -> None
         return [ApiKeyView(key_id=k.key_id, name=k.name, created_at=k.created_at, expires_at=k.expires_at,
                            revoked=k.revoked) for k in accounts.list_api_keys(username)]  # fmt: skip
 
-    @router.delete("/users/{username}/api-keys/{key_id}", status_code=204)
+    @router.delete("/users/{username}/api-keys/{key_id}", status_code=204, responses=errors)
     def revoke_api_key(username: str, key_id: str, _: Annotated[Principal, admin]) -> None:
         """Revoke a key at once (a lost camera gateway, a contractor who left); it is kept, marked revoked."""
         accounts.revoke_api_key(username, key_id)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import AwareDatetime, TypeAdapter
+from pydantic import TypeAdapter
 
 from citywatch.cases.accounts import Principal
 from citywatch.cases.evidence import EvidenceStoreDown
@@ -20,8 +20,9 @@ from citywatch.cases.records import CaseRecord, field_values
 from citywatch.cases.workflow import AuditEntry, CaseNotFound, undo_refusal
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
-from citywatch.serving.errors import status_of
+from citywatch.serving.errors import DOMAIN_STATUSES, error_responses, status_of
 from citywatch.serving.schemas import (
+    NO_CONTROL_CHARACTERS,
     ActionRequest,
     BulkActionRequest,
     BulkActionResult,
@@ -32,6 +33,7 @@ from citywatch.serving.schemas import (
     CommentRequest,
     EvidenceView,
     KindCorrection,
+    UtcTime,
 )
 from citywatch.vision.taxonomy import KINDS
 
@@ -46,15 +48,24 @@ _EVIDENCE_KEY = re.compile(r"^cases/\d{4}/\d{2}/\d{2}/\d+/[a-z0-9][a-z0-9_-]{0,3
 _SUMMARY_FIELDS = TypeAdapter(CaseSummary)
 # Spreadsheet programs run cells starting with these as formulas (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CSV = "text/csv"
+_DOMAIN_ERRORS = error_responses(*sorted(DOMAIN_STATUSES))
 
 
 def _filters(
     camera_id: Annotated[str | None, Query(max_length=128)] = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
     state: Annotated[str | None, Query(max_length=32)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Filed at or after (with a timezone)")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Filed before (with a timezone)")] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Text in kind, code, camera, zone, rule, class")] = None,
+    since: Annotated[UtcTime | None, Query(description="Filed at or after (with a timezone)")] = None,
+    until: Annotated[UtcTime | None, Query(description="Filed before (with a timezone)")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            pattern=NO_CONTROL_CHARACTERS,
+            description="Text in kind, code, camera, zone, rule, class (no control characters)",
+        ),
+    ] = None,
     overdue: Annotated[
         bool | None, Query(description="Only cases past (true) or within (false) their time limit")
     ] = None,
@@ -165,7 +176,12 @@ def _add_read_routes(router: APIRouter, views: _CaseViews, read: Any) -> None:
         views.load(case_id)
         return context.workflow.audit_log(case_id)
 
-    @router.get("/cases/{case_id}/evidence/{key:path}", response_class=RedirectResponse, status_code=307)
+    @router.get(
+        "/cases/{case_id}/evidence/{key:path}",
+        response_class=RedirectResponse,
+        status_code=307,
+        responses={307: {"description": "To a presigned URL of the object"}, **error_responses(400, 409, 503)},
+    )
     def evidence_object(case_id: CaseId, key: str, _: Annotated[Principal, read]) -> RedirectResponse:
         """Redirect to a short-lived presigned URL of one of this case's evidence objects."""
         if not _EVIDENCE_KEY.match(key) or key.split("/")[4] != str(case_id):
@@ -185,14 +201,24 @@ def _add_read_routes(router: APIRouter, views: _CaseViews, read: Any) -> None:
 def _add_export_routes(router: APIRouter, views: _CaseViews, export: Any) -> None:
     store = views.context.store
 
-    @router.get("/cases.csv", tags=["export"])
+    @router.get(
+        "/cases.csv",
+        tags=["export"],
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The cases as CSV (UTF-8 with a BOM)",
+                "content": {_CSV: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def export_csv(
         _: Annotated[Principal, export], filters: Filters, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 1000
     ) -> StreamingResponse:
         cases = store.list_cases(filters, limit=limit, with_evidence=False)
         return StreamingResponse(
             _csv_rows([views.exported(case) for case in cases]),
-            media_type="text/csv; charset=utf-8",
+            media_type=f"{_CSV}; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="citywatch-cases.csv"'},
         )
 
@@ -232,7 +258,7 @@ def _action_details(action: Action, body: ActionRequest) -> dict[str, str] | Non
 def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any) -> None:
     context = views.context
 
-    @router.post("/cases/{case_id}/actions/{action}")
+    @router.post("/cases/{case_id}/actions/{action}", responses=_DOMAIN_ERRORS)
     def act(
         case_id: CaseId, action: Action, body: ActionRequest, principal: Annotated[Principal, act_dependency]
     ) -> CaseDetail:
@@ -248,7 +274,7 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
         )
         return views.detail(case, principal)
 
-    @router.post("/cases/actions/{action}")
+    @router.post("/cases/actions/{action}", responses=_DOMAIN_ERRORS)
     def act_on_many(
         action: Action, body: BulkActionRequest, principal: Annotated[Principal, act_dependency]
     ) -> BulkActionResult:
@@ -280,7 +306,7 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
                 done.append(case_id)
         return BulkActionResult(action=action.value, done=done, refused=refused)
 
-    @router.post("/cases/{case_id}/kind")
+    @router.post("/cases/{case_id}/kind", responses=_DOMAIN_ERRORS)
     def correct_kind(
         case_id: CaseId, body: KindCorrection, principal: Annotated[Principal, act_dependency]
     ) -> CaseDetail:
@@ -298,7 +324,7 @@ def _add_action_routes(router: APIRouter, views: _CaseViews, act_dependency: Any
         )
         return views.detail(case, principal)
 
-    @router.post("/cases/{case_id}/comments", status_code=201)
+    @router.post("/cases/{case_id}/comments", status_code=201, responses=_DOMAIN_ERRORS)
     def comment(case_id: CaseId, body: CommentRequest, principal: Annotated[Principal, act_dependency]) -> AuditEntry:
         return context.workflow.comment(case_id, text=body.text, actor=principal.username, role=principal.role)
 

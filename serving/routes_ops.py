@@ -11,6 +11,7 @@ from citywatch.cases.records import Observation
 from citywatch.cases.webhooks import DeliveryInfo, WebhookError
 from citywatch.serving.auth import Permission
 from citywatch.serving.context import ApiContext
+from citywatch.serving.errors import DOMAIN_STATUSES, error_responses
 from citywatch.serving.schemas import DeviceEvent, EventFiled
 
 # A device event is a whole-picture observation: one box covering everything, so the next event of the same
@@ -24,7 +25,7 @@ def ops_router(context: ApiContext, require: Callable[[Permission], Callable[...
     webhook_reader = Annotated[Principal, Depends(require(Permission.READ_WEBHOOKS))]
     webhook_admin = Annotated[Principal, Depends(require(Permission.RETRY_WEBHOOKS))]
 
-    @router.post("/events", tags=["devices"])
+    @router.post("/events", tags=["devices"], responses=error_responses(*sorted(DOMAIN_STATUSES | {404, 503})))
     def file_event(event: DeviceEvent, principal: device) -> EventFiled:
         """An event from a registered non-camera device (e.g. a manhole-cover sensor) files or updates a case."""
         if context.filer is None:
@@ -70,7 +71,7 @@ def ops_router(context: ApiContext, require: Callable[[Permission], Callable[...
             raise HTTPException(404, detail="no webhook targets are configured")
         return context.outbox
 
-    @router.get("/webhooks/deliveries", tags=["webhooks"])
+    @router.get("/webhooks/deliveries", tags=["webhooks"], responses=error_responses(404))
     def deliveries(
         _: webhook_reader,
         state: Literal["pending", "delivered", "failed"] | None = None,
@@ -92,7 +93,7 @@ def ops_router(context: ApiContext, require: Callable[[Permission], Callable[...
         except WebhookError as error:
             raise HTTPException(404, detail=str(error)) from None
 
-    @router.post("/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"])
+    @router.post("/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"], responses=error_responses(409))
     def retry(delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], _: webhook_admin) -> DeliveryInfo:
         outbox_or_404()
         assert context.outbox is not None

@@ -35,11 +35,13 @@ _CSP = (
 PAGES = ("queue", "dashboard", "cameras")
 
 
-def install_pages(api: FastAPI, context: ApiContext, require: Callable[[Permission], Callable[..., Principal]]) -> None:
-    """Mount the review page, its static files and the JSON it needs beyond the case API."""
+def page_routers(context: ApiContext, require: Callable[[Permission], Callable[..., Principal]]) -> list[APIRouter]:
+    """The review page and the JSON it needs beyond the case API (its static files: `mount_page_files`)."""
+    return [_pages_router(context), stats_router(context, require)]
+
+
+def mount_page_files(api: FastAPI) -> None:
     api.mount("/ui/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
-    api.include_router(_pages_router(context))
-    api.include_router(stats_router(context, require))
 
 
 def _pages_router(context: ApiContext) -> APIRouter:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from citywatch.cases.evidence import EvidenceStore
@@ -18,6 +23,7 @@ from citywatch.cases.store import CaseStore, Observation
 from citywatch.cases.webhooks import WebhookOutbox
 from citywatch.serving.api import ApiContext, Device, KindName, build_api
 from citywatch.stack.s3 import S3Endpoint
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -74,3 +80,38 @@ def make_api(
         context.accounts.add_user(f"{role.value}-user", role, PASSWORD)
         keys[role] = context.accounts.create_api_key(f"{role.value}-user")
     return Api(TestClient(build_api(context), raise_server_exceptions=False), context, keys, bucket)
+
+
+@dataclass
+class Served:
+    """An app served by uvicorn on a free port, counting the request body bytes the app pulled."""
+
+    url: str
+    pulled: int = 0
+
+
+@contextmanager
+def served(app: Any) -> Iterator[Served]:
+    """Serve `app` with uvicorn in a thread (real HTTP: chunked bodies arrive chunk by chunk)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    site = Served(f"http://127.0.0.1:{sock.getsockname()[1]}")
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        async def counted() -> Any:
+            message = await receive()
+            site.pulled += len(message.get("body", b""))
+            return message
+
+        await app(scope, counted, send)
+
+    server = uvicorn.Server(uvicorn.Config(counting, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 60, "uvicorn to start")
+    try:
+        yield site
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -103,7 +103,7 @@ CASES = [
         "POST",
         "/users",
         '{"username": "Bad Name!", "role": "viewer", "password": "long enough pw"}',
-        409,
+        422,
         "username",
     ),
     (
@@ -117,6 +117,48 @@ CASES = [
     (Role.ADMIN, "POST", "/users/nobody/api-keys", "{}", 404, "no user"),
     (Role.SUPERVISOR, "GET", "/webhooks/deliveries", None, 404, "no webhook targets"),
     (None, "POST", "/auth/token", '{"username": "admin-user"}', 422, "password"),
+    # Issue 16: weak passwords, loose ids, control characters in q, times outside years 1-9999 in UTC.
+    *[
+        (
+            Role.ADMIN,
+            "POST",
+            "/users",
+            '{"username": "weak", "role": "viewer", "password": ' + password + "}",
+            422,
+            "password",
+        )
+        for password in (
+            '"          "',
+            '"long enough\\u0000pw"',
+            '"Password2024!"',
+            '"\\t\\n\\t\\n\\t\\n\\t\\n\\t\\n"',
+        )
+    ],
+    *[
+        (Role.INSPECTOR, "POST", "/cases/actions/confirm", '{"ids": [' + ids + "]}", 422, "ids")
+        for ids in ("true", '"1"', "1.0", "1.5")
+    ],
+    (Role.VIEWER, "GET", "/cases?q=%00", None, 422, "q"),
+    (Role.VIEWER, "GET", "/cases?until=0.5", None, 422, "ISO 8601"),
+    (Role.ADMIN, "PATCH", "/users/viewer-user", '{"disabled": 0}', 422, "disabled"),
+    (Role.VIEWER, "GET", "/cases?q=gate%0A", None, 422, "q"),
+    *[
+        (role, "GET", f"{path}?{parameter}={time}", None, 422, parameter)
+        for role, path in ((Role.VIEWER, "/cases"), (Role.INSPECTOR, "/cases.csv"), (Role.INSPECTOR, "/cases.geojson"))
+        for parameter, time in (("until", "0001-01-01T00:00:00%2B23:59"), ("since", "9999-12-31T23:59:59-00:01"))
+    ],
+    (
+        Role.SERVICE,
+        "POST",
+        "/events",
+        '{"device_id": "mh-0042", "kind": "manhole_cover_tilt", "observed_at": "0001-01-01T00:00:00+23:59"}',
+        422,
+        "observed_at",
+    ),
+    # Issue 16: an anonymous body is refused before it is parsed (401, not 422).
+    (None, "POST", f"/cases/{ID}/actions/confirm", "{not json", 401, "authentication required"),
+    (None, "POST", "/events", '{"device_id": 7}', 401, "authentication required"),
+    (None, "POST", "/users", "[", 401, "authentication required"),
 ]
 
 

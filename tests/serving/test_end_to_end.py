@@ -71,6 +71,8 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
     with running_city(config, num_cpus=2) as url, httpx.Client(base_url=url, timeout=10, headers=headers) as api:
         assert api.get("/healthz").status_code == 200
         assert httpx.get(f"{url}/cases", timeout=10).status_code == 401
+        assert set(httpx.get(f"{url}/healthz", timeout=10).json()) == {"status"}  # no camera addresses for anyone
+        assert httpx.get(f"{url}/healthz/detail", timeout=10).status_code == 401
 
         # Wait for a listed case, not the total: the page and the count are two queries, a case may land between.
         listing = wait_until(lambda: (r := api.get("/cases").json())["cases"] and r, 300, "the first case", every=1)
@@ -102,7 +104,7 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         assert httpx.get(annotated["url"], timeout=10).content == stored  # the presigned URL works
 
         # Broken parts are named; the good camera kept working beside them.
-        health = api.get("/healthz").json()
+        health = api.get("/healthz/detail").json()
         assert health["status"] == "degraded"
         cameras = {c["camera_id"]: c for c in health["cameras"]}
         assert cameras["parking-lot-1"]["online"]
@@ -130,7 +132,7 @@ def test_a_parked_car_becomes_one_case_with_evidence_in_s3(
         samples_before = cameras["parking-lot-1"]["patrol"]["samples"]
 
         def sampled_on_and_attached() -> list[dict[str, Any]] | None:
-            patrols = {c["camera_id"]: c["patrol"] for c in api.get("/healthz").json()["cameras"]}
+            patrols = {c["camera_id"]: c["patrol"] for c in api.get("/healthz/detail").json()["cameras"]}
             cases = api.get("/cases", params={"limit": 100}).json()["cases"]
             sampled_on = patrols["parking-lot-1"]["samples"] >= samples_before + 6  # 6 s of sampling, once a second
             return cases if sampled_on and any(c["observations"] > 1 for c in cases) else None

@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
+from citywatch.cases.accounts import AccountStore
+from citywatch.cases.lifecycle import Role
+from citywatch.cases.store import CaseStore
 from citywatch.models.builtin import BUILTIN_MODELS
 from citywatch.serving.runner import ConfigWatcher, load_city, publish_config, running_city
 from citywatch.stack.processes import free_port
@@ -61,15 +64,16 @@ def document(s3: S3Endpoint, rtsp_url: str, dome: Any, port: int) -> dict[str, A
 
 
 class City:
-    def __init__(self, path: Path, base: Path, url: str, watcher: ConfigWatcher, doc: dict[str, Any]) -> None:
+    def __init__(self, path: Path, base: Path, url: str, watcher: ConfigWatcher, doc: dict[str, Any], key: str) -> None:
         self.path, self.base, self.url, self.watcher, self.doc = path, base, url, watcher, doc
+        self.headers = {"Authorization": f"Bearer {key}"}
 
     def write(self, doc: dict[str, Any] | str) -> str | None:
         self.path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc), encoding="utf-8")
         return self.watcher.poll(force=True)
 
     def health(self) -> dict[str, Any]:
-        report: dict[str, Any] = httpx.get(f"{self.url}/healthz", timeout=10).json()
+        report: dict[str, Any] = httpx.get(f"{self.url}/healthz/detail", headers=self.headers, timeout=10).json()
         return report
 
     def cameras(self) -> dict[str, dict[str, Any]]:
@@ -95,11 +99,14 @@ def city(
         path = base / "city.yaml"
         path.write_text(yaml.safe_dump(doc), encoding="utf-8")
         config = load_city(path, base_dir=base, models_root=base / "models")
+        accounts = AccountStore(CaseStore.from_url(config.storage.database))
+        accounts.add_user("reload-viewer", Role.VIEWER)  # the health detail needs a staff login
+        key = accounts.create_api_key("reload-viewer")
         with running_city(config, num_cpus=2, app_name=APP) as url:
             watcher = ConfigWatcher(
                 path, config, lambda c: publish_config(c, APP), base_dir=base, models_root=base / "models"
             )
-            yield City(path, base, url, watcher, doc)
+            yield City(path, base, url, watcher, doc, key)
     finally:
         dome_sim.stop()
 
