@@ -50,10 +50,16 @@ def city(urls: dict[str, str], sample_every: float) -> dict[str, Any]:
     preset = {"samples": 5, "sample_every": f"{sample_every}s", "zones": {"lane": zone}}
     return {
         "storage": {"evidence": {"endpoint": "127.0.0.1:1", "access_key": "k", "secret_key": "s"}},
-        "rules": {"parking": {"type": "dwell", "kind": "motor_vehicle_illegal_parking", "classes": ["car"],
-                              "min_dwell": "20s"}},
+        "rules": {
+            "parking": {
+                "type": "dwell",
+                "kind": "motor_vehicle_illegal_parking",
+                "classes": ["car"],
+                "min_dwell": "20s",
+            }
+        },
         "cameras": {name: {"rtsp": url, "presets": {"fixed": preset}} for name, url in urls.items()},
-    }  # fmt: skip
+    }
 
 
 async def patrol(config: Any, seconds: float, warmup: float) -> dict[str, Any]:

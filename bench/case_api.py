@@ -36,10 +36,20 @@ from citywatch.cases.store import CaseFilter, CaseStore
 from citywatch.serving.api import ApiContext, build_api
 from citywatch.stack.postgres import PostgresServer
 
-KINDS = ["motor_vehicle_illegal_parking", "exposed_garbage", "road_occupying_business", "stacked_materials",
-         "overflowing_bin"]  # fmt: skip
-CODES = {"motor_vehicle_illegal_parking": "09009", "exposed_garbage": "06010", "road_occupying_business": "09001",
-         "stacked_materials": "06036", "overflowing_bin": "06042"}  # fmt: skip
+KINDS = [
+    "motor_vehicle_illegal_parking",
+    "exposed_garbage",
+    "road_occupying_business",
+    "stacked_materials",
+    "overflowing_bin",
+]
+CODES = {
+    "motor_vehicle_illegal_parking": "09009",
+    "exposed_garbage": "06010",
+    "road_occupying_business": "09001",
+    "stacked_materials": "06036",
+    "overflowing_bin": "06042",
+}
 CAMERAS = [f"cam-{i:03d}" for i in range(50)]
 STATES = [s.value for s in State]
 END = datetime(2026, 5, 1, tzinfo=UTC)
@@ -55,14 +65,30 @@ def populate(store: CaseStore, count: int, seed: int = 7) -> None:
         kind = rng.choice(KINDS)
         rows.append(
             {
-                "kind": kind, "code": CODES[kind], "state": rng.choice(STATES), "camera_id": rng.choice(CAMERAS),
-                "preset_id": "main", "zone": f"zone-{rng.randrange(8)}", "rule": "bench", "class_name": "car",
-                "confidence": 0.5, "box_x1": 0.0, "box_y1": 0.0, "box_x2": 10.0, "box_y2": 10.0,
-                "first_seen": created, "last_seen": created, "created_at": created, "updated_at": created,
-                "observations": 1, "model_version": "bench", "source": "camera", "state_changed_at": created,
+                "kind": kind,
+                "code": CODES[kind],
+                "state": rng.choice(STATES),
+                "camera_id": rng.choice(CAMERAS),
+                "preset_id": "main",
+                "zone": f"zone-{rng.randrange(8)}",
+                "rule": "bench",
+                "class_name": "car",
+                "confidence": 0.5,
+                "box_x1": 0.0,
+                "box_y1": 0.0,
+                "box_x2": 10.0,
+                "box_y2": 10.0,
+                "first_seen": created,
+                "last_seen": created,
+                "created_at": created,
+                "updated_at": created,
+                "observations": 1,
+                "model_version": "bench",
+                "source": "camera",
+                "state_changed_at": created,
                 "due_at": created + timedelta(hours=2),
             }
-        )  # fmt: skip
+        )
     with store.writing() as session:
         for start in range(0, count, 5000):
             session.execute(sa.insert(CaseRow), rows[start : start + 5000])
@@ -77,8 +103,12 @@ def query_mix(rng: random.Random) -> dict[str, str]:
     pick = rng.random()
     if pick < 0.5:
         since = END - timedelta(days=rng.uniform(7, SPAN_DAYS))
-        return {"camera_id": rng.choice(CAMERAS), "state": rng.choice(STATES), "since": since.isoformat(),
-                "until": (since + timedelta(days=7)).isoformat()}  # fmt: skip
+        return {
+            "camera_id": rng.choice(CAMERAS),
+            "state": rng.choice(STATES),
+            "since": since.isoformat(),
+            "until": (since + timedelta(days=7)).isoformat(),
+        }
     if pick < 0.8:
         return {"kind": rng.choice(KINDS), "state": rng.choice(STATES)}
     return {"q": rng.choice(["garbage", "cam-01", "09009", "zone-3"])}
@@ -210,8 +240,13 @@ def main() -> None:
             f"{r['store_only_p50_ms']:.1f} ms | {r['store_only_p99_ms']:.1f} ms |"
         )
     report = "\n".join(lines) + "\n"
-    payload = {"cases": cases, "clients": clients, "requests": requests, "results": results,
-               "environment": environment()}  # fmt: skip
+    payload = {
+        "cases": cases,
+        "clients": clients,
+        "requests": requests,
+        "results": results,
+        "environment": environment(),
+    }
     json_path, md_path = write_results("case_api", payload, report, quick=args.quick)
     print(report)
     print(f"wrote {json_path} and {md_path}")

@@ -46,9 +46,13 @@ def main() -> int:
         html, facts = write_report(result, replay.scene.zones)
         by_rule = dict(Counter(case["rule"] for case in facts["cases"]))
         expected = EXPECTED.get(path.stem, "unknown")
-        summary[path.stem] = {"violations": facts["violations"], "cases_by_rule": by_rule, "expected": expected,
-                              "frames_analysed": facts["frames_analysed"],
-                              "frames_per_second": facts["frames_per_second"]}  # fmt: skip
+        summary[path.stem] = {
+            "violations": facts["violations"],
+            "cases_by_rule": by_rule,
+            "expected": expected,
+            "frames_analysed": facts["frames_analysed"],
+            "frames_per_second": facts["frames_per_second"],
+        }
         print(
             f"{path.stem}: {facts['violations']} violation(s), cases {by_rule} at {facts['frames_per_second']:.1f} "
             f"frames/s (expected: {expected}) -> {html}"

@@ -136,9 +136,7 @@ class CommentRequired(LifecycleError):
 
 def allowed_actions(state: State | str, role: Role | None = None) -> list[Action]:
     """Actions possible from `state` (for `role`, when given), in table order."""
-    return [
-        t.action for t in TRANSITIONS if t.source == state and (role is None or role in t.roles)
-    ]  # fmt: skip
+    return [t.action for t in TRANSITIONS if t.source == state and (role is None or role in t.roles)]
 
 
 def transition_for(state: State | str, action: Action, role: Role, comment: str = "") -> Transition:

@@ -255,10 +255,15 @@ class _Donors:
 
 def _yolo_rows(objects: list[PastedObject], class_ids: dict[str, int], width: int, height: int) -> np.ndarray:
     rows = [
-        [class_ids[o.class_name], (o.box[0] + o.box[2]) / 2 / width, (o.box[1] + o.box[3]) / 2 / height,
-         (o.box[2] - o.box[0]) / width, (o.box[3] - o.box[1]) / height]
+        [
+            class_ids[o.class_name],
+            (o.box[0] + o.box[2]) / 2 / width,
+            (o.box[1] + o.box[3]) / 2 / height,
+            (o.box[2] - o.box[0]) / width,
+            (o.box[3] - o.box[1]) / height,
+        ]
         for o in objects
-    ]  # fmt: skip
+    ]
     return np.array(rows, dtype=float).reshape(-1, 5)
 
 

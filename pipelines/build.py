@@ -29,8 +29,9 @@ def open_detector(config: DetectorConfig) -> OnnxDetector:
 
     Raises ModelLoadError, ModelRefused or ValueError, each naming the model.
     """
-    detector = OnnxDetector.from_path(resolve_model(config.model), conf=config.conf, iou=config.iou,
-                                      threads=config.threads)  # fmt: skip
+    detector = OnnxDetector.from_path(
+        resolve_model(config.model), conf=config.conf, iou=config.iou, threads=config.threads
+    )
     smoke_test(detector)
     detector.warmup()
     return detector

@@ -283,8 +283,12 @@ class RtspReader:
         if health.width is not None and (width, height) != (health.width, health.height):
             log.warning(
                 "camera %s: resolution changed from %dx%d to %dx%d",
-                self.camera_id, health.width, health.height, width, height,
-            )  # fmt: skip
+                self.camera_id,
+                health.width,
+                health.height,
+                width,
+                height,
+            )
             health = replace(health, resolution_changes=health.resolution_changes + 1)
         health = replace(health, width=width, height=height, last_frame_at=now)
         picture = None

@@ -117,8 +117,11 @@ class Fleet:
         for preset_id in camera.presets:
             detector = config.preset_detector(camera_id, preset_id)
             model_version = self.model_versions.get(detector, "")
-            presets.append(preset_visit(config, camera_id, preset_id, detect=self.detect_for(detector),
-                                        model_version=model_version))  # fmt: skip
+            presets.append(
+                preset_visit(
+                    config, camera_id, preset_id, detect=self.detect_for(detector), model_version=model_version
+                )
+            )
         return CameraPatrol(
             self.reader_factory(camera_id, camera.rtsp),
             presets,
@@ -159,8 +162,13 @@ class Fleet:
         if stopped or restarted or started:
             log.info(
                 "fleet %d/%d: %d camera(s); started %s, restarted %s, stopped %s",
-                self.rank, self.replicas, len(self.patrols), started, restarted, stopped,
-            )  # fmt: skip
+                self.rank,
+                self.replicas,
+                len(self.patrols),
+                started,
+                restarted,
+                stopped,
+            )
         return FleetChange(started, stopped, restarted, unchanged)
 
     def set_model_versions(self, versions: dict[str, str]) -> None:
@@ -255,10 +263,14 @@ class Fleet:
         if self.snapshots is None:
             return {}
         return {
-            preset: {"key": shot.key, "captured_at": shot.captured_at.isoformat(), "width": shot.width,
-                     "height": shot.height}
+            preset: {
+                "key": shot.key,
+                "captured_at": shot.captured_at.isoformat(),
+                "width": shot.width,
+                "height": shot.height,
+            }
             for preset, shot in self.snapshots.latest(camera_id).items()
-        }  # fmt: skip
+        }
 
     def _carry_counters(self, camera_id: str) -> None:
         """A restarted camera's new patrol takes over its old one's counters (in memory, nothing lost)."""

@@ -305,8 +305,11 @@ class CameraPatrol:
             return
         log.warning(
             "camera %s preset %s: picture went from %dx%d to %dx%d; the scene starts over",
-            self.camera_id, preset.preset_id, *before, *size,
-        )  # fmt: skip
+            self.camera_id,
+            preset.preset_id,
+            *before,
+            *size,
+        )
         self.stats.resolution_resets += 1
         preset.scene.reset()
         if visits:

@@ -74,8 +74,11 @@ class PatrolCounters:
         """Store the patrol's totals (after adding the stored ones); False when the store is down."""
         if not self.restore(patrol):
             return False
-        document = {"camera_id": patrol.camera_id, "since": patrol.counting_since.isoformat(),
-                    "counts": patrol.stats.counts()}  # fmt: skip
+        document = {
+            "camera_id": patrol.camera_id,
+            "since": patrol.counting_since.isoformat(),
+            "counts": patrol.stats.counts(),
+        }
         try:
             self.store.put(
                 counters_key(patrol.camera_id), json.dumps(document).encode(), content_type="application/json"

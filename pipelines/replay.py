@@ -245,8 +245,9 @@ class Replay:
         self.gate.actions = {name: _DryWarning(name, self.said) for name in self.gate.actions}
         start_track_at = {name: float(t.high_conf_det_threshold) for name, t in self.scene.trackers.items()}
         self.near = NearMisses(self.scene.zones, start_track_at)
-        self.result = ReplayResult(config_name, camera_id, preset_id, self.detector_name,
-                                   self.detector.info.version, out, [])  # fmt: skip
+        self.result = ReplayResult(
+            config_name, camera_id, preset_id, self.detector_name, self.detector.info.version, out, []
+        )
         self._created: list[tuple[int, Violation, str]] = []
 
     async def run(
@@ -276,9 +277,12 @@ class Replay:
     ) -> datetime | None:
         visit = self.visit
         scheduled = visit.schedule.every is not None
-        sampler = VisitSampler(visit.samples, visit.sample_every,
-                               visit.schedule.every.total_seconds() if visit.schedule.every else None,
-                               all_frames=options.every_frame or Path(source).is_dir())  # fmt: skip
+        sampler = VisitSampler(
+            visit.samples,
+            visit.sample_every,
+            visit.schedule.every.total_seconds() if visit.schedule.every else None,
+            all_frames=options.every_frame or Path(source).is_dir(),
+        )
         last: datetime | None = None
         try:
             for item in _pictures(source, start, options, self.config.serving.timezone):
@@ -322,23 +326,51 @@ class Replay:
         self.near.violation(violation)
         await self.gate(violation)
         result = self.recorder.results.pop(id(violation), None)
-        outcome = filing_outcome(None if result is None else result.created, bool(result and result.suppressed),
-                                 None if result is None else result.case_id)  # fmt: skip
+        outcome = filing_outcome(
+            None if result is None else result.created,
+            bool(result and result.suppressed),
+            None if result is None else result.case_id,
+        )
         if outcome is None and result is not None:
             self._created.append((result.case_id, violation, source))
         elif outcome is not None:
-            self.near.add(Sighting(outcome[0], outcome[1], violation.class_name, float(violation.confidence),
-                                   violation.box, violation.frame, source))  # fmt: skip
+            self.near.add(
+                Sighting(
+                    outcome[0],
+                    outcome[1],
+                    violation.class_name,
+                    float(violation.confidence),
+                    violation.box,
+                    violation.frame,
+                    source,
+                )
+            )
 
     def _filed(self, case_id: int, violation: Violation, source: str) -> FiledCase:
         case = self.store.get_case(case_id)
         assert case is not None, f"case {case_id} was filed in this run"
         entry = taxonomy_kind(case.kind)
-        evidence = {role: self.evidence.path(record.key).relative_to(self.out).as_posix()
-                    for role, record in self._first_set_of_its_kind(case).items()}  # fmt: skip
-        return FiledCase(case_id, case.kind, case.code, entry.name_en, entry.name_zh, case.rule, case.zone,
-                         case.class_name, case.confidence, violation.dwell_seconds, violation.first_seen, source,
-                         case.observations - 1, evidence, case.also_seen_kinds)  # fmt: skip
+        evidence = {
+            role: self.evidence.path(record.key).relative_to(self.out).as_posix()
+            for role, record in self._first_set_of_its_kind(case).items()
+        }
+        return FiledCase(
+            case_id,
+            case.kind,
+            case.code,
+            entry.name_en,
+            entry.name_zh,
+            case.rule,
+            case.zone,
+            case.class_name,
+            case.confidence,
+            violation.dwell_seconds,
+            violation.first_seen,
+            source,
+            case.observations - 1,
+            evidence,
+            case.also_seen_kinds,
+        )
 
     def _first_set_of_its_kind(self, case: CaseRecord) -> dict[str, EvidenceRecord]:
         """The first evidence set whose sidecar shows the case's kind: a case that took a related kind later

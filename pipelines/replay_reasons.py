@@ -243,8 +243,9 @@ class NearMisses:
             for reason, detail in reasons:
                 if detail is not None:
                     best = seen.best
-                    self.add(Sighting(reason, detail, best.class_name, best.confidence, best.box, best.frame,
-                                      best.source))  # fmt: skip
+                    self.add(
+                        Sighting(reason, detail, best.class_name, best.confidence, best.box, best.frame, best.source)
+                    )
                     break
         self._objects.clear()
 

@@ -101,12 +101,17 @@ def _near_misses(result: ReplayResult, zones: tuple[WatchedZone, ...]) -> list[d
         for number, sighting in enumerate(sightings, start=1):
             file = folder / f"{reason}-{number}.jpg"
             cv2.imwrite(str(file), thumbnail(sighting, zones), [cv2.IMWRITE_JPEG_QUALITY, 80])
-            examples.append({
-                "class_name": sighting.class_name, "confidence": round(sighting.confidence, 3),
-                "detail": sighting.detail, "seen_at": sighting.frame.captured_at.isoformat(),
-                "source": sighting.source, "box": [round(v, 1) for v in sighting.box],
-                "thumbnail": file.relative_to(result.out).as_posix(),
-            })  # fmt: skip
+            examples.append(
+                {
+                    "class_name": sighting.class_name,
+                    "confidence": round(sighting.confidence, 3),
+                    "detail": sighting.detail,
+                    "seen_at": sighting.frame.captured_at.isoformat(),
+                    "source": sighting.source,
+                    "box": [round(v, 1) for v in sighting.box],
+                    "thumbnail": file.relative_to(result.out).as_posix(),
+                }
+            )
         groups.append({"reason": reason, "title": TITLES[reason], "count": count, "examples": examples})
     return groups
 

@@ -69,8 +69,14 @@ def replay(
         folder = out or default_out()
         runner = Replay(city, camera_id, preset_id, folder, config_name=str(config))
         options = ReplayOptions(_start(start), timedelta(seconds=step), seconds, every_frame)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                      TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("frames"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             result = asyncio.run(runner.run(sources, options, _Bar(progress)))
         html, facts = write_report(result, runner.scene.zones, labels)
     except (ConfigError, ReplayError, ModelLoadError, LabelsError, ValueError) as error:

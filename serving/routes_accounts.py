@@ -43,8 +43,14 @@ def accounts_router(
 
 
 def _user_view(user: UserInfo) -> UserView:
-    return UserView(id=user.id, username=user.username, role=user.role, disabled=user.disabled,
-                    created_at=user.created_at, api_keys=user.api_keys)  # fmt: skip
+    return UserView(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        disabled=user.disabled,
+        created_at=user.created_at,
+        api_keys=user.api_keys,
+    )
 
 
 def _find_user(context: ApiContext, username: str) -> UserView:
@@ -65,9 +71,10 @@ def _add_login_routes(router: APIRouter, context: ApiContext, signed_in: Any) ->
         wait = throttle.retry_after(body.username, address)
         if wait is not None:
             raise HTTPException(
-                429, detail=f"too many failed logins for {body.username!r} or from {address}; try again in {wait} s",
+                429,
+                detail=f"too many failed logins for {body.username!r} or from {address}; try again in {wait} s",
                 headers={"Retry-After": str(wait)},
-            )  # fmt: skip
+            )
         try:
             token, expires = context.accounts.login(body.username, body.password, ttl=context.token_ttl)
         except AuthenticationFailed as error:
@@ -114,8 +121,12 @@ def _add_user_routes(router: APIRouter, context: ApiContext, admin: Any) -> None
 
     @router.get("/users/{username}/api-keys")
     def list_api_keys(username: str, _: Annotated[Principal, admin]) -> list[ApiKeyView]:
-        return [ApiKeyView(key_id=k.key_id, name=k.name, created_at=k.created_at, expires_at=k.expires_at,
-                           revoked=k.revoked) for k in accounts.list_api_keys(username)]  # fmt: skip
+        return [
+            ApiKeyView(
+                key_id=k.key_id, name=k.name, created_at=k.created_at, expires_at=k.expires_at, revoked=k.revoked
+            )
+            for k in accounts.list_api_keys(username)
+        ]
 
     @router.delete("/users/{username}/api-keys/{key_id}", status_code=204, responses=errors)
     def revoke_api_key(username: str, key_id: str, _: Annotated[Principal, admin]) -> None:

@@ -47,8 +47,10 @@ def mount_page_files(api: FastAPI) -> None:
 def _pages_router(context: ApiContext) -> APIRouter:
     router = APIRouter(tags=["review page"], include_in_schema=False)
     kinds = [{"key": k.key, "code": k.code, "name_zh": k.name_zh, "name_en": k.name_en} for k in KINDS.values()]
-    kinds += [{"key": key, "code": k.code, "name_zh": k.name_zh, "name_en": k.name_en}
-              for key, k in context.device_kinds.items()]  # fmt: skip
+    kinds += [
+        {"key": key, "code": k.code, "name_zh": k.name_zh, "name_en": k.name_en}
+        for key, k in context.device_kinds.items()
+    ]
 
     def render(request: Request, page: str, lang: str, **extra: Any) -> HTMLResponse:
         strings = STRINGS[lang]

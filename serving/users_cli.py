@@ -88,9 +88,13 @@ def list_users(database: DatabaseOption = None, config: ConfigOption = None) -> 
     table = Table("id", "username", "role", "disabled", "API keys", "created")
     for user in _accounts(database, config).list_users():
         table.add_row(
-            str(user.id), user.username, user.role.value, "yes" if user.disabled else "", str(user.api_keys),
+            str(user.id),
+            user.username,
+            user.role.value,
+            "yes" if user.disabled else "",
+            str(user.api_keys),
             user.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-        )  # fmt: skip
+        )
     console.print(table)
 
 
@@ -123,16 +127,20 @@ def disable(
 
 
 @users_app.command("keys")
-def keys(username: Annotated[str, typer.Argument(help="Whose keys")], database: DatabaseOption = None,
-         config: ConfigOption = None) -> None:  # fmt: skip
+def keys(
+    username: Annotated[str, typer.Argument(help="Whose keys")],
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+) -> None:
     """List a user's API keys (never the secret)."""
     with _refused_exits():
         found = _accounts(database, config).list_api_keys(username)
     table = Table("key id", "name", "created", "expires", "revoked")
     for key in found:
         expires = key.expires_at.strftime("%Y-%m-%d") if key.expires_at else ""
-        table.add_row(key.key_id, key.name, key.created_at.strftime("%Y-%m-%d %H:%M UTC"), expires,
-                      "yes" if key.revoked else "")  # fmt: skip
+        table.add_row(
+            key.key_id, key.name, key.created_at.strftime("%Y-%m-%d %H:%M UTC"), expires, "yes" if key.revoked else ""
+        )
     console.print(table)
 
 

@@ -128,8 +128,10 @@ class CityConfig(Strict):
                         rule = self.rules.get(name)
                         if rule is None or detector is None:
                             continue  # named in `_references_resolve`
-                        problems += [f"{where}: rules → {name} → {p}" for p in rule_problems(
-                            rule, detector_name, detector, preset)]  # fmt: skip
+                        problems += [
+                            f"{where}: rules → {name} → {p}"
+                            for p in rule_problems(rule, detector_name, detector, preset)
+                        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

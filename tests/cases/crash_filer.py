@@ -27,10 +27,18 @@ T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 
 def observation(index: int) -> Observation:
     return Observation(
-        kind="motor_vehicle_illegal_parking", code="09009", camera_id="gate-3", preset_id="main",
-        zone=f"zone-{index}", rule="illegal_parking", class_name="car", confidence=0.7,
-        box=(10.0, 10.0, 50.0, 40.0), first_seen=T0, last_seen=T0 + timedelta(minutes=6),
-    )  # fmt: skip
+        kind="motor_vehicle_illegal_parking",
+        code="09009",
+        camera_id="gate-3",
+        preset_id="main",
+        zone=f"zone-{index}",
+        rule="illegal_parking",
+        class_name="car",
+        confidence=0.7,
+        box=(10.0, 10.0, 50.0, 40.0),
+        first_seen=T0,
+        last_seen=T0 + timedelta(minutes=6),
+    )
 
 
 def evidence(index: int) -> dict[str, tuple[bytes, str]]:

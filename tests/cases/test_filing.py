@@ -32,11 +32,20 @@ def violation(
     image = rng.integers(60, 120, size=(48, 64, 3), dtype=np.uint8)
     polygon = np.array([[0, 24], [63, 24], [63, 47], [0, 47]], dtype=np.int32)
     return Violation(
-        kind="motor_vehicle_illegal_parking", code="09009", rule="illegal_parking", zone="fire-lane",
-        class_name="car", confidence=0.6 + 0.05 * sequence, box=(x + dx, 26.0, x + dx + 16.0, 40.0),
-        first_seen=T0, last_seen=T0 + seen, frame=Frame(image, "gate-3", "main", T0 + seen, sequence),
-        zone_polygon=polygon, track_id=7, model_version="coco-yolo11n@abc",
-    )  # fmt: skip
+        kind="motor_vehicle_illegal_parking",
+        code="09009",
+        rule="illegal_parking",
+        zone="fire-lane",
+        class_name="car",
+        confidence=0.6 + 0.05 * sequence,
+        box=(x + dx, 26.0, x + dx + 16.0, 40.0),
+        first_seen=T0,
+        last_seen=T0 + seen,
+        frame=Frame(image, "gate-3", "main", T0 + seen, sequence),
+        zone_polygon=polygon,
+        track_id=7,
+        model_version="coco-yolo11n@abc",
+    )
 
 
 def images(v: Violation) -> dict[str, tuple[bytes, str]]:
@@ -131,8 +140,10 @@ def test_objects_carry_case_metadata(filer: CaseFiler, cases: CaseStore, evidenc
         assert metadata["case-id"] == str(case.id)
         assert metadata["sha256"] == record.sha256
         assert (metadata["camera"], metadata["kind"], metadata["role"]) == (
-            "gate-3", "motor_vehicle_illegal_parking", record.role,
-        )  # fmt: skip
+            "gate-3",
+            "motor_vehicle_illegal_parking",
+            record.role,
+        )
 
 
 def test_bad_role_is_refused_before_anything_is_filed(filer: CaseFiler, cases: CaseStore) -> None:

@@ -136,7 +136,10 @@ def test_0004_adds_first_box_and_also_seen_kinds_and_downgrades(database_url: st
     store = CaseStore.from_url(database_url)
     [case] = store.list_cases()
     assert (case.box, case.also_seen_kinds, [e.key for e in case.evidence]) == (
-        (10.0, 20.0, 30.0, 40.0), (), ["cases/1/frame.jpg"])  # fmt: skip
+        (10.0, 20.0, 30.0, 40.0),
+        (),
+        ["cases/1/frame.jpg"],
+    )
     with store.engine.connect() as connection:
         first = connection.execute(sa.text("SELECT first_box_x1, first_box_y2 FROM cases")).one()
         assert tuple(first) == (10.0, 40.0)

@@ -36,9 +36,19 @@ def sighting(kind: str, box: Box, minutes: float = 0, **changes: object) -> Obse
     }[kind]
     seen = T0 + timedelta(minutes=minutes)
     base = Observation(
-        kind=kind, code=code, camera_id="dome-1", preset_id="bins", zone="bin-corner", rule=rule,
-        class_name=class_name, confidence=0.8, box=box, first_seen=seen, last_seen=seen, model_version="m@1",
-    )  # fmt: skip
+        kind=kind,
+        code=code,
+        camera_id="dome-1",
+        preset_id="bins",
+        zone="bin-corner",
+        rule=rule,
+        class_name=class_name,
+        confidence=0.8,
+        box=box,
+        first_seen=seen,
+        last_seen=seen,
+        model_version="m@1",
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -73,16 +83,28 @@ def test_a_pile_by_a_bin_is_one_case_garbage_first(store: CaseStore) -> None:
     assert [e.key for e in overflow.evidence] == [f"cases/{pile.case_id}/annotated-{'b' * 12}"]  # a picture of it
 
     [case] = store.list_cases()
-    assert (case.kind, case.code, case.rule, case.class_name) == ("overflowing_bin", "06042", "overflowing_bin",
-                                                                  "overflow")  # fmt: skip
+    assert (case.kind, case.code, case.rule, case.class_name) == (
+        "overflowing_bin",
+        "06042",
+        "overflowing_bin",
+        "overflow",
+    )
     assert case.also_seen_kinds == ("exposed_garbage",)
     assert case.box == LEFT_BIN and case.observations == 2
     assert (case.first_seen, case.last_seen) == (T0, T0 + timedelta(minutes=1))
     change = CaseWorkflow(store).audit_log(case.id)[-1]
     assert (change.action, change.actor, change.from_state, change.to_state) == (
-        "correct_kind", "system", "auto_filed", "auto_filed")  # fmt: skip
-    assert change.details == {"old_kind": "exposed_garbage", "old_code": "06010", "kind": "overflowing_bin",
-                              "code": "06042"}  # fmt: skip
+        "correct_kind",
+        "system",
+        "auto_filed",
+        "auto_filed",
+    )
+    assert change.details == {
+        "old_kind": "exposed_garbage",
+        "old_code": "06010",
+        "kind": "overflowing_bin",
+        "code": "06042",
+    }
 
     # The pile is never filed again while the case is open; the second bin is a second problem.
     again = file(store, sighting("exposed_garbage", PILE, minutes=2), "c")
@@ -100,7 +122,11 @@ def test_a_pile_by_a_bin_is_one_case_bin_first(store: CaseStore) -> None:
     assert (pile.case_id, pile.created, pile.evidence) == (overflow.case_id, False, ())
     [case] = store.list_cases()
     assert (case.kind, case.also_seen_kinds, case.box, case.observations) == (
-        "overflowing_bin", ("exposed_garbage",), LEFT_BIN, 2)  # fmt: skip
+        "overflowing_bin",
+        ("exposed_garbage",),
+        LEFT_BIN,
+        2,
+    )
     assert [e.action for e in CaseWorkflow(store).audit_log(case.id)] == ["file"]  # no kind change
     assert [e.key for e in case.evidence] == [f"cases/{case.id}/annotated-{'a' * 12}"]
 
@@ -112,7 +138,9 @@ def test_a_related_sighting_far_away_is_a_separate_case(store: CaseStore) -> Non
     elsewhere = file(store, sighting("exposed_garbage", PILE, minutes=1, zone="kerb"), "c")
     assert elsewhere.created  # the same box in another zone is not the same place
     assert {(c.kind, c.also_seen_kinds) for c in store.list_cases()} == {
-        ("overflowing_bin", ()), ("exposed_garbage", ())}  # fmt: skip
+        ("overflowing_bin", ()),
+        ("exposed_garbage", ()),
+    }
 
 
 def test_unrelated_kinds_never_merge(store: CaseStore) -> None:

@@ -34,10 +34,19 @@ HOUR = timedelta(hours=1)
 
 def observation(**changes: object) -> Observation:
     base = Observation(
-        kind="motor_vehicle_illegal_parking", code="09009", camera_id="gate-3", preset_id="main",
-        zone="fire-lane", rule="illegal_parking", class_name="car", confidence=0.8, box=BOX,
-        first_seen=T0, last_seen=T0 + timedelta(minutes=6), model_version="coco-yolo11n@abc",
-    )  # fmt: skip
+        kind="motor_vehicle_illegal_parking",
+        code="09009",
+        camera_id="gate-3",
+        preset_id="main",
+        zone="fire-lane",
+        rule="illegal_parking",
+        class_name="car",
+        confidence=0.8,
+        box=BOX,
+        first_seen=T0,
+        last_seen=T0 + timedelta(minutes=6),
+        model_version="coco-yolo11n@abc",
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -80,11 +89,18 @@ def test_create_get_list_count(store: CaseStore) -> None:
     case = store.get_case(first.case_id)
     assert case is not None
     assert (case.kind, case.code, case.state, case.camera_id, case.preset_id) == (
-        "motor_vehicle_illegal_parking", "09009", AUTO_FILED, "gate-3", "main",
-    )  # fmt: skip
+        "motor_vehicle_illegal_parking",
+        "09009",
+        AUTO_FILED,
+        "gate-3",
+        "main",
+    )
     assert (case.zone, case.rule, case.class_name, case.model_version) == (
-        "fire-lane", "illegal_parking", "car", "coco-yolo11n@abc",
-    )  # fmt: skip
+        "fire-lane",
+        "illegal_parking",
+        "car",
+        "coco-yolo11n@abc",
+    )
     assert case.box == BOX
     assert case.confidence == pytest.approx(0.8)
     assert case.observations == 1
@@ -146,9 +162,12 @@ def _set_state(store: CaseStore, case_id: int, state: str) -> None:
 def test_find_open_match(store: CaseStore, query: dict[str, object], matches: bool) -> None:
     case_id = record(store, observation()).case_id
     arguments: dict[str, object] = {
-        "camera_id": "gate-3", "preset_id": "main", "zone": "fire-lane",
-        "kind": "motor_vehicle_illegal_parking", "box": BOX,
-    }  # fmt: skip
+        "camera_id": "gate-3",
+        "preset_id": "main",
+        "zone": "fire-lane",
+        "kind": "motor_vehicle_illegal_parking",
+        "box": BOX,
+    }
     arguments.update(query)
     found = store.find_open_match(**arguments)  # type: ignore[arg-type]
     assert found == (case_id if matches else None)
@@ -167,9 +186,12 @@ def test_find_open_match_without_preset_and_skips_closed(store: CaseStore) -> No
         == fixed
     )
     _set_state(store, fixed, "rejected")
-    assert store.find_open_match(
-        camera_id="gate-3", preset_id=None, zone="fire-lane", kind="motor_vehicle_illegal_parking", box=BOX
-    ) is None  # fmt: skip
+    assert (
+        store.find_open_match(
+            camera_id="gate-3", preset_id=None, zone="fire-lane", kind="motor_vehicle_illegal_parking", box=BOX
+        )
+        is None
+    )
 
 
 def test_find_open_match_prefers_the_best_overlap(store: CaseStore) -> None:
@@ -177,9 +199,12 @@ def test_find_open_match_prefers_the_best_overlap(store: CaseStore) -> None:
     right = record(store, observation(box=(160.0, 200.0, 260.0, 260.0))).case_id
     assert left != right  # IoU 0.25 < 0.3: two objects side by side are two cases
     found = store.find_open_match(
-        camera_id="gate-3", preset_id="main", zone="fire-lane", kind="motor_vehicle_illegal_parking",
+        camera_id="gate-3",
+        preset_id="main",
+        zone="fire-lane",
+        kind="motor_vehicle_illegal_parking",
         box=(150.0, 200.0, 250.0, 260.0),
-    )  # fmt: skip
+    )
     assert found == right
 
 

@@ -43,10 +43,18 @@ def scene(seed: int) -> np.ndarray:
 
 def violation(camera: str, seed: int, *, kind: str = PARKING, zone: str = "lane") -> Violation:
     return Violation(
-        kind=kind, code=taxonomy_kind(kind).code, rule="r", zone=zone, class_name="car", confidence=0.8, box=BOX,
-        first_seen=T0, last_seen=T0 + timedelta(minutes=6), frame=Frame(scene(seed), camera, "main", T0, seed),
+        kind=kind,
+        code=taxonomy_kind(kind).code,
+        rule="r",
+        zone=zone,
+        class_name="car",
+        confidence=0.8,
+        box=BOX,
+        first_seen=T0,
+        last_seen=T0 + timedelta(minutes=6),
+        frame=Frame(scene(seed), camera, "main", T0, seed),
         zone_polygon=np.array([[0, 0], [127, 0], [127, 95]], dtype=np.int32),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -129,8 +137,12 @@ def test_dataset_from_reviewed_cases(
     assert labels[ids["corrected"]][1].startswith("1 ")  # the inspector's kind (stall), not the filed parking
     assert labels[ids["rejected"]][1] == "" and labels[ids["closed_rejected"]][1] == ""  # hard negatives
 
-    cameras = {"cam-a": {ids["confirmed"]}, "cam-b": {ids["corrected"]}, "cam-c": {ids["rejected"]},
-               "cam-d": {ids["closed_rejected"]}}  # fmt: skip
+    cameras = {
+        "cam-a": {ids["confirmed"]},
+        "cam-b": {ids["corrected"]},
+        "cam-c": {ids["rejected"]},
+        "cam-d": {ids["closed_rejected"]},
+    }
     for camera, case_ids in cameras.items():
         assert len({labels[i][0] for i in case_ids}) == 1, f"{camera} is in two splits"
     assert {split for split, _ in labels.values()} == {"train", "val"}
@@ -163,8 +175,11 @@ def test_a_set_of_a_merged_related_kind_is_left_out(
     store = CaseStore.from_url(database)
     related = RelatedKinds((("overflowing_bin", GARBAGE),))
     filer = CaseFiler(store, evidence, EvidenceSpool(tmp_path / "spool"), related=related)
-    overflow = replace(violation("cam-e", 8, kind="overflowing_bin"), box=(40.0, 30.0, 90.0, 80.0),
-                       last_seen=T0 + timedelta(minutes=30))  # fmt: skip
+    overflow = replace(
+        violation("cam-e", 8, kind="overflowing_bin"),
+        box=(40.0, 30.0, 90.0, 80.0),
+        last_seen=T0 + timedelta(minutes=30),
+    )
     ids = set()
     for v in (violation("cam-e", 7, kind=GARBAGE), overflow):
         ids.add(filer.file(v, {r: (i.data, i.content_type) for r, i in render_evidence(v).items()}).case_id)

@@ -166,14 +166,24 @@ def _recipe(tmp_path: Path, **changes: object) -> Path:
         "name": "tiny-paste",
         "names": ["garbage"],
         "sources": [
-            {"name": "obj", "path": str(objects), "licence": "CC BY 4.0", "class_map": {"trash": "garbage"},
-             "splits": {"train": "train", "val": "val"}},
-            {"name": "street", "path": str(streets), "licence": "CC0", "class_map": {"car": None},
-             "splits": {"train": "train"}},
+            {
+                "name": "obj",
+                "path": str(objects),
+                "licence": "CC BY 4.0",
+                "class_map": {"trash": "garbage"},
+                "splits": {"train": "train", "val": "val"},
+            },
+            {
+                "name": "street",
+                "path": str(streets),
+                "licence": "CC0",
+                "class_map": {"car": None},
+                "splits": {"train": "train"},
+            },
         ],
         "paste": {"scenes": 6, "objects": ["garbage"], "backgrounds": ["street"], "area": [0.002, 0.02]},
         "augment": {"hsv_v": 0.5},
-    }  # fmt: skip
+    }
     recipe.update(changes)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))

@@ -434,15 +434,21 @@ def test_filing_related_kinds_default_covers_garbage_and_names_what_is_wrong() -
     assert related.outranks("overflowing_bin", "exposed_garbage") and related.near == 0.25
     vehicles = [["motor_vehicle_illegal_parking", "non_motor_vehicle_disorderly_parking"]]
     assert parse_config(document(("filing",), {"related_kinds": vehicles, "near": 0})).filing.related().groups == (
-        tuple(vehicles[0]),)  # fmt: skip
+        tuple(vehicles[0]),
+    )
     assert parse_config(document(("filing",), {"related_kinds": []})).filing.related().groups == ()
     cases = [
-        ([["overflowing_bin", "exposd_garbage"]], r"filing → related_kinds: .*group 0: unknown camera kind "
-                                                  r"'exposd_garbage' \(known: accumulated_garbage, "),
-        ([["overflowing_bin", "exposed_garbage"], ["exposed_garbage", "accumulated_garbage"]],
-         r"filing → related_kinds: .*group 1: 'exposed_garbage' is already in group 0; one group per kind"),
+        (
+            [["overflowing_bin", "exposd_garbage"]],
+            r"filing → related_kinds: .*group 0: unknown camera kind "
+            r"'exposd_garbage' \(known: accumulated_garbage, ",
+        ),
+        (
+            [["overflowing_bin", "exposed_garbage"], ["exposed_garbage", "accumulated_garbage"]],
+            r"filing → related_kinds: .*group 1: 'exposed_garbage' is already in group 0; one group per kind",
+        ),
         ([["overflowing_bin"]], r"filing → related_kinds: .*group 0 \['overflowing_bin'\]: name at least two kinds"),
-    ]  # fmt: skip
+    ]
     for groups, message in cases:
         with pytest.raises(ConfigError, match=message):
             parse_config(document(("filing",), {"related_kinds": groups}))

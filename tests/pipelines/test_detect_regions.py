@@ -59,9 +59,13 @@ def test_zone_crop_boxes_land_on_the_whole_frame_boxes(frame: np.ndarray, detect
     assert visit.detect is not None
     found = asyncio.run(visit.detect(frame))
     height, width = frame.shape[:2]
-    left, top, right, bottom = config.cameras[CAMERA].presets[PRESET].detect.windows(width, height, [
-        zone.polygon for zone in config.cameras[CAMERA].presets[PRESET].zones.values()
-    ])[0]  # fmt: skip
+    left, top, right, bottom = (
+        config.cameras[CAMERA]
+        .presets[PRESET]
+        .detect.windows(
+            width, height, [zone.polygon for zone in config.cameras[CAMERA].presets[PRESET].zones.values()]
+        )[0]
+    )
     assert shapes == [(bottom - top, right - left, 3)] and (right - left) * (bottom - top) < width * height / 3
     boxes = vehicles(found)
     assert len(boxes) >= 3

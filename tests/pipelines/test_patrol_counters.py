@@ -57,8 +57,9 @@ class FrozenClock(ManualClock):
 
 
 def fleet(counters: PatrolCounters | None, start: datetime) -> Fleet:
-    return Fleet(detect_for=lambda _: detect, sink=sink, reader_factory=StillReader, clock=FrozenClock(start),
-                 counters=counters)  # fmt: skip
+    return Fleet(
+        detect_for=lambda _: detect, sink=sink, reader_factory=StillReader, clock=FrozenClock(start), counters=counters
+    )
 
 
 def has_counters(store: SnapshotStore) -> bool:
@@ -83,8 +84,11 @@ def test_a_restarted_replica_adds_the_stored_counts_to_its_own(live: SnapshotSto
         patrol = first.patrols["a"]
         patrol.stats.visits, patrol.stats.violations = 7, 3
         patrol.stats.missed, patrol.stats.missed_reasons["camera offline"] = 2, 2
-        await wait_until_async(lambda: has_counters(live) and stored(live)["counts"]["visits"] == 7,
-                               30, "the first replica's counters to be stored")  # fmt: skip
+        await wait_until_async(
+            lambda: has_counters(live) and stored(live)["counts"]["visits"] == 7,
+            30,
+            "the first replica's counters to be stored",
+        )
         for task in first._tasks.values():  # killed: no goodbye, no last save
             task.cancel()
         assert first._counters_task is not None

@@ -240,4 +240,7 @@ def test_a_pile_by_a_bin_in_the_garbage_clip_is_one_case(tmp_path: Path) -> None
     for case in merged:  # shown on a picture of the bin, not of the pile it was first filed for
         sidecar = json.loads((tmp_path / "related" / case["evidence"]["sidecar"]).read_text(encoding="utf-8"))
         assert (case["class_name"], sidecar["kind"], sidecar["class_name"]) == (
-            "overflow", "overflowing_bin", "overflow")  # fmt: skip
+            "overflow",
+            "overflowing_bin",
+            "overflow",
+        )

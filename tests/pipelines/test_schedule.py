@@ -62,8 +62,10 @@ def test_plan_visits_presets_in_order_interleaved_and_stably() -> None:
     gaps = {(b[0] - a[0]) for a, b in pairwise(dues)}
     assert gaps == {every / 3}  # interleaved evenly through the interval
     assert [preset for _, preset in dues] in (
-        ["north", "east", "south"], ["east", "south", "north"], ["south", "north", "east"],
-    )  # fmt: skip
+        ["north", "east", "south"],
+        ["east", "south", "north"],
+        ["south", "north", "east"],
+    )
 
     # Walk two hours visiting whatever is due; every preset is visited every 12 minutes, none missed.
     now, visits = T0, []

@@ -46,10 +46,18 @@ class Api:
 
     def file(self, index: int, *, camera: str = "gate-3", kind: str = "motor_vehicle_illegal_parking") -> int:
         observation = Observation(
-            kind=kind, code="09009" if kind.startswith("motor") else "06010", camera_id=camera, preset_id="main",
-            zone=f"zone-{index}", rule="illegal_parking", class_name="car", confidence=0.7,
-            box=(10.0, 10.0, 50.0, 40.0), first_seen=T0, last_seen=T0 + timedelta(minutes=6),
-        )  # fmt: skip
+            kind=kind,
+            code="09009" if kind.startswith("motor") else "06010",
+            camera_id=camera,
+            preset_id="main",
+            zone=f"zone-{index}",
+            rule="illegal_parking",
+            class_name="car",
+            confidence=0.7,
+            box=(10.0, 10.0, 50.0, 40.0),
+            first_seen=T0,
+            last_seen=T0 + timedelta(minutes=6),
+        )
         images = {"annotated": (b"\xff\xd8jpeg-" + str(index).encode(), "image/jpeg")}
         assert self.context.filer is not None
         return self.context.filer.file_observation(observation, images).case_id

@@ -29,9 +29,12 @@ def api(database_url: str, s3_server: S3Endpoint, tmp_path: Path) -> Iterator[Ap
 
 
 EVENT = {
-    "device_id": "mh-0042", "kind": "manhole_cover_tilt", "observed_at": "2026-05-04T10:00:00+08:00",
-    "readings": {"tilt_deg": 14.5, "water_level_cm": 3}, "message": "cover lifted",
-}  # fmt: skip
+    "device_id": "mh-0042",
+    "kind": "manhole_cover_tilt",
+    "observed_at": "2026-05-04T10:00:00+08:00",
+    "readings": {"tilt_deg": 14.5, "water_level_cm": 3},
+    "message": "cover lifted",
+}
 
 # (method, path, body, roles allowed). {case} is a fresh auto-filed case.
 ROLE_TABLE = [
@@ -87,8 +90,10 @@ def test_login_token_expires_and_logout_revokes(api: Api) -> None:
     assert login["role"] == "inspector"
     bearer = {"Authorization": f"Bearer {login['access_token']}"}
     assert api.client.get("/auth/me", headers=bearer).json() == {
-        "username": "inspector-user", "role": "inspector", "via": "token",
-    }  # fmt: skip
+        "username": "inspector-user",
+        "role": "inspector",
+        "via": "token",
+    }
     assert api.client.post("/auth/logout", headers=bearer).status_code == 204
     assert api.client.get("/cases", headers=bearer).status_code == 401
     # Expiry: the store's clock moves past the token's lifetime.
@@ -154,9 +159,11 @@ def test_admin_disables_users_and_revokes_api_keys(api: Api) -> None:
     assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
     assert api.client.get("/auth/me", headers=api.as_role(Role.SERVICE)).status_code == 200  # their other key
 
-    for method, path, body in (("delete", "/users/service-user/api-keys/nope", None),
-                               ("patch", "/users/nobody", {"disabled": True}),
-                               ("get", "/users/nobody/api-keys", None)):  # fmt: skip
+    for method, path, body in (
+        ("delete", "/users/service-user/api-keys/nope", None),
+        ("patch", "/users/nobody", {"disabled": True}),
+        ("get", "/users/nobody/api-keys", None),
+    ):
         response = api.client.request(method, path, json=body, headers=admin)
         assert response.status_code == 404, (path, response.text)
     assert api.client.patch("/users/viewer-user", json={"disabled": True}, headers=inspector).status_code == 403
@@ -212,8 +219,10 @@ def test_workflow_over_http_with_reasons_and_role_checks(api: Api) -> None:
     assert act("reject", inspector).status_code == 422  # a reason is required
     assert act("confirm", inspector).json()["state"] == "confirmed"
     # Undo is offered only to whoever confirmed, not to every role the lifecycle table lets undo.
-    offered = {who: api.client.get(f"/cases/{case_id}", headers=h).json()["allowed_actions"]
-               for who, h in (("inspector", inspector), ("supervisor", supervisor))}  # fmt: skip
+    offered = {
+        who: api.client.get(f"/cases/{case_id}", headers=h).json()["allowed_actions"]
+        for who, h in (("inspector", inspector), ("supervisor", supervisor))
+    }
     assert "undo" in offered["inspector"] and "undo" not in offered["supervisor"], offered
     refused = act("dispatch", inspector)
     assert refused.status_code == 403 and "supervisor" in refused.json()["detail"]
@@ -232,9 +241,13 @@ def test_workflow_over_http_with_reasons_and_role_checks(api: Api) -> None:
     assert closed["state"] == "closed"
     audit = api.client.get(f"/cases/{case_id}/audit", headers=api.as_role(Role.VIEWER)).json()
     assert [(a["action"], a["actor"]) for a in audit] == [
-        ("file", "camera:gate-3"), ("confirm", "inspector-user"), ("dispatch", "supervisor-user"),
-        ("handle", "inspector-user"), ("verify", "inspector-user"), ("close", "supervisor-user"),
-    ]  # fmt: skip
+        ("file", "camera:gate-3"),
+        ("confirm", "inspector-user"),
+        ("dispatch", "supervisor-user"),
+        ("handle", "inspector-user"),
+        ("verify", "inspector-user"),
+        ("close", "supervisor-user"),
+    ]
 
 
 def test_bulk_actions_decide_each_case_alone(api: Api) -> None:
@@ -260,9 +273,15 @@ def test_bulk_actions_decide_each_case_alone(api: Api) -> None:
     assert bulk("undo", {"ids": [first, third]}).json()["done"] == [first, third]
 
     # Bad requests change nothing.
-    for body, status in (({"ids": []}, 422), ({"ids": [first, first]}, 422), ({"ids": list(range(1, 502))}, 422),
-                         ({"ids": [first], "target": "环卫所"}, 422), ({"ids": ["one"]}, 422),
-                         ({"ids": [2**40]}, 422), ({"ids": [0]}, 422)):  # fmt: skip
+    for body, status in (
+        ({"ids": []}, 422),
+        ({"ids": [first, first]}, 422),
+        ({"ids": list(range(1, 502))}, 422),
+        ({"ids": [first], "target": "环卫所"}, 422),
+        ({"ids": ["one"]}, 422),
+        ({"ids": [2**40]}, 422),
+        ({"ids": [0]}, 422),
+    ):
         assert bulk("confirm", body).status_code == status, body
     assert bulk("confirm", {"ids": [first]}, api.as_role(Role.VIEWER)).status_code == 403
     assert bulk("explode", {"ids": [first]}).status_code == 422

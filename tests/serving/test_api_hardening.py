@@ -180,9 +180,17 @@ def test_pages_load_nothing_from_another_host(api: Api, page: str) -> None:
 
 @pytest.mark.parametrize(
     "password",
-    ["          ", "\t\t\t\t\t\t\t\t\t\t", "long enough\x00pw", "new\nline password", "password", "Password2024!",
-     "--qwerty--1234", "short"],
-)  # fmt: skip
+    [
+        "          ",
+        "\t\t\t\t\t\t\t\t\t\t",
+        "long enough\x00pw",
+        "new\nline password",
+        "password",
+        "Password2024!",
+        "--qwerty--1234",
+        "short",
+    ],
+)
 def test_weak_passwords_are_refused(password: str) -> None:
     with pytest.raises(InvalidAccount, match="password"):
         check_password(password)

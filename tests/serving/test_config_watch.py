@@ -75,10 +75,13 @@ def test_each_preset_is_detected_by_its_detector_and_a_model_change_restarts_no_
 
     async def scenario() -> None:
         fleet = Fleet(
-            detect_for=detect_for, sink=sink, reader_factory=StillReader, clock=ManualClock(datetime.now(UTC)),
+            detect_for=detect_for,
+            sink=sink,
+            reader_factory=StillReader,
+            clock=ManualClock(datetime.now(UTC)),
             ptz_factory=lambda camera_id, config: FakePtz(),  # type: ignore[arg-type,return-value]
             model_versions={"default": "c1", "garbage": "g1"},
-        )  # fmt: skip
+        )
         config = parse_config(document())
         visits = {p.preset_id: p for p in _visits(fleet, config)}
         assert visits["bins"].detector == "garbage" and visits["street"].detector == "default"

@@ -18,9 +18,22 @@ def test_replay_command_writes_the_report_and_names_a_bad_source(tmp_path: Path)
     labels.write_text("case,correct\n1,false\n", encoding="utf-8")
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 1000)
-    args = ["replay", str(DEMO / "city.yaml"), str(broken), str(DEMO / "parking-demo.mp4"),
-            "--camera", "parking-lot-1/fixed", "--out", str(out), "--emit-labels-template", str(template),
-            "--labels", str(labels), "--start", "2026-05-04T10:00:00+08:00"]  # fmt: skip
+    args = [
+        "replay",
+        str(DEMO / "city.yaml"),
+        str(broken),
+        str(DEMO / "parking-demo.mp4"),
+        "--camera",
+        "parking-lot-1/fixed",
+        "--out",
+        str(out),
+        "--emit-labels-template",
+        str(template),
+        "--labels",
+        str(labels),
+        "--start",
+        "2026-05-04T10:00:00+08:00",
+    ]
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 1, result.output  # a source could not be read; the others ran
     assert f"{broken}: not a readable video" in result.output

@@ -23,11 +23,20 @@ def violation(width: int, height: int) -> Violation:
     box = (width * 0.4, height * 0.5, width * 0.6, height * 0.8)
     polygon = np.array([[0, height // 2], [width - 1, height // 2], [width - 1, height - 1], [0, height - 1]])
     return Violation(
-        kind="motor_vehicle_illegal_parking", code="09009", rule="illegal_parking", zone="fire-lane",
-        class_name="car", confidence=0.81, box=box, first_seen=T0, last_seen=T0 + timedelta(minutes=6),
-        frame=Frame(image, "gate-3", "main", T0 + timedelta(minutes=6), 42), zone_polygon=polygon.astype(np.int32),
-        track_id=7, model_version="coco-yolo11n@abc",
-    )  # fmt: skip
+        kind="motor_vehicle_illegal_parking",
+        code="09009",
+        rule="illegal_parking",
+        zone="fire-lane",
+        class_name="car",
+        confidence=0.81,
+        box=box,
+        first_seen=T0,
+        last_seen=T0 + timedelta(minutes=6),
+        frame=Frame(image, "gate-3", "main", T0 + timedelta(minutes=6), 42),
+        zone_polygon=polygon.astype(np.int32),
+        track_id=7,
+        model_version="coco-yolo11n@abc",
+    )
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -86,9 +95,14 @@ def test_group_evidence_draws_every_member(width: int, height: int) -> None:
         Member("dining table", 0.5, (w * 0.50, h * 0.55, w * 0.65, h * 0.75)),
     )
     group = dataclasses.replace(
-        base, kind="road_occupying_business", code="09006", class_name="dining table+umbrella",
-        box=(w * 0.30, h * 0.30, w * 0.65, h * 0.75), members=members, seen_in=(2, 3),
-    )  # fmt: skip
+        base,
+        kind="road_occupying_business",
+        code="09006",
+        class_name="dining table+umbrella",
+        box=(w * 0.30, h * 0.30, w * 0.65, h * 0.75),
+        members=members,
+        seen_in=(2, 3),
+    )
     evidence = render_evidence(group)
     annotated, frame = decode(evidence["annotated"].data), decode(evidence["frame"].data)
     for member in members:
@@ -106,8 +120,9 @@ def test_the_object_keeps_its_colour_and_the_zone_around_it_is_tinted(group: boo
     v = violation(854, 480)
     if group:  # a stall: the members keep their colours, the gap between them is zone
         left, right = (340.0, 240.0, 400.0, 380.0), (440.0, 260.0, 510.0, 380.0)
-        v = dataclasses.replace(v, box=(340.0, 240.0, 510.0, 380.0),
-                                members=(Member("umbrella", 0.7, left), Member("chair", 0.6, right)))  # fmt: skip
+        v = dataclasses.replace(
+            v, box=(340.0, 240.0, 510.0, 380.0), members=(Member("umbrella", 0.7, left), Member("chair", 0.6, right))
+        )
     boxes = [m.box for m in v.members] or [v.box]
     annotated, frame = annotate(v), v.frame.image
     inset = 2 * max(2, round(480 / 240))  # clear of the red box line drawn over the edge
