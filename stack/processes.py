@@ -3,6 +3,9 @@
 Every child runs in its own process group, so stopping it also stops anything it spawned, and an
 ``atexit`` hook stops whatever is still running when the interpreter exits normally. When the parent dies
 without running it (SIGKILL, a crash), Linux's parent-death signal stops each child (`_die_with_parent`).
+No Python code runs between fork and exec (no `preexec_fn`): in a parent with other threads, a child forked
+while one of them held a lock deadlocked there (seen in the camera-fault tests), so util-linux's `setpriv`
+arms the signal and then execs the command.
 """
 
 from __future__ import annotations
@@ -10,22 +13,20 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
-import ctypes
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Self
 
 LOOPBACK = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1
-# Looked up before any fork: the child between fork and exec may only make plain calls.
-_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+_SETPRIV = shutil.which("setpriv")
 
 # Children still running; atexit stops them. A plain set under a lock: the hook must see every
 # live child, and ManagedProcess removes itself on stop().
@@ -214,14 +215,13 @@ class ManagedProcess:
             out = self._log
         try:
             self._proc = subprocess.Popen(
-                self.argv,
+                [*_die_with_parent(), *self.argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
             )
         except OSError as exc:
             self._close_log()
@@ -282,23 +282,17 @@ class ManagedProcess:
             self._log = None
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that has the kernel send the child SIGTERM when its parent dies (Linux; None elsewhere).
+def _die_with_parent() -> list[str]:
+    """The command prefix that has the kernel send the child SIGTERM when its parent dies (none without setpriv).
 
     The signal fires when the *thread* that forked the child ends, not the process: set it only for children
     started from the main thread, which lives as long as the interpreter. SIGTERM, not SIGKILL, so weed
-    flushes and ffmpeg closes its output as on a normal stop.
+    flushes and ffmpeg closes its output as on a normal stop. setpriv execs the command, so the child's pid is
+    the command's.
     """
-    if _prctl is None or threading.current_thread() is not threading.main_thread():
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:  # runs in the child, between fork and exec
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return arm
+    if _SETPRIV is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [_SETPRIV, "--pdeathsig", "TERM", "--"]
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

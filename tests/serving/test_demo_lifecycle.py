@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,22 +110,18 @@ def replica_grpc_status(port: int, token: str | None) -> grpc.StatusCode:
 def start_demo(workdir: Path, log: Path, *, ignore_sigint: bool = False) -> Demo:
     """`citywatch demo` in its own session (as a service manager or a script's `&` would start it)."""
     port = free_port()
-    preexec: Callable[[], Any] | None = None
-    if ignore_sigint:  # what a shell gives a background job: SIGINT ignored
-
-        def preexec() -> None:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
+    command = [str(CITYWATCH), "demo", "--workdir", str(workdir), "--port", str(port)]
+    if ignore_sigint:  # what a shell gives a background job: SIGINT ignored, inherited through exec
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     env = {**os.environ, "COLUMNS": "250", "TERM": "dumb"}
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(CITYWATCH), "demo", "--workdir", str(workdir), "--port", str(port)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=preexec,
         )
     return Demo(workdir, port, proc, log)
 
