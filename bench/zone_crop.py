@@ -14,7 +14,7 @@ import numpy as np
 import supervision as sv
 
 from citywatch.vision.detector import OnnxDetector
-from citywatch.vision.regions import Box, DetectRegion, crop_box, cut, merge_windows, tile_boxes
+from citywatch.vision.regions import DetectRegion, Window, crop_box, cut, merge_windows, tile_boxes
 
 __all__ = ["detect_in_region", "detect_tiled", "detect_windows", "region_box"]
 
@@ -22,12 +22,12 @@ Region = tuple[float, float, float, float]
 """Normalised x1, y1, x2, y2 of the frame."""
 
 
-def region_box(shape: tuple[int, ...], region: Region) -> Box:
+def region_box(shape: tuple[int, ...], region: Region) -> Window:
     """The region in whole pixels of a frame of `shape` (H, W, …), as it is (no margin, not widened)."""
     return crop_box(region, shape[1], shape[0], 0.0, aspect=None)
 
 
-def _run(detector: OnnxDetector, image: np.ndarray, windows: Sequence[Box], conf: float) -> sv.Detections:
+def _run(detector: OnnxDetector, image: np.ndarray, windows: Sequence[Window], conf: float) -> sv.Detections:
     height, width = image.shape[:2]
     return merge_windows(detector.detect(cut(image, windows), conf=conf), windows, width, height)
 

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from citywatch.cases.db import CaseRow
 from citywatch.cases.lifecycle import CLOSED_STATES
-from citywatch.cases.records import Box, box_closeness, box_iou
+from citywatch.cases.records import box_closeness
+from citywatch.vision.boxes import Box, box_iou
 
 # Plain strings for SQL parameters (the enum members are str subclasses some drivers would not adapt).
 _CLOSED = tuple(sorted(state.value for state in CLOSED_STATES))

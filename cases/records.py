@@ -16,7 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import ConfigDict, Field
 
-Box = tuple[float, float, float, float]
+from citywatch.vision.boxes import Box
+
 NOT_SHOWN = Field(exclude=True)
 """`Annotated[T, NOT_SHOWN]`: kept in the record, left out of its JSON form (the API's responses)."""
 
@@ -126,17 +127,6 @@ class ObservationOutcome:
     suppressed: bool = False
     """True: no case was filed because the same problem's case was closed within the cooldown (case_id is
     that closed case)."""
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two xyxy boxes; 0 when they do not overlap."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return intersection / union if union > 0 else 0.0
 
 
 def box_closeness(a: Box, b: Box, near: float) -> float:

@@ -37,15 +37,14 @@ from citywatch.cases.queries import (
     require_aware,
 )
 from citywatch.cases.records import (
-    Box,
     CaseRecord,
     EvidenceDraft,
     EvidenceRecord,
     Observation,
     ObservationOutcome,
-    box_iou,
     from_row,
 )
+from citywatch.vision.boxes import Box, box_iou
 
 __all__ = [
     "AUTO_FILED",

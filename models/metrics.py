@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from citywatch.vision.boxes import iou_matrix as box_iou
+
 __all__ = [
     "IOU_THRESHOLDS",
     "ClassMetrics",
@@ -68,18 +70,6 @@ class ClassMetrics:
     ap50_95: float | None
     ap: tuple[float, ...] | None
     """AP at each of IOU_THRESHOLDS."""
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a) × len(b)) of xyxy boxes."""
-    a, b = a.reshape(-1, 4).astype(np.float64), b.reshape(-1, 4).astype(np.float64)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, _EPS), 0.0)
 
 
 def match_detections(

@@ -24,13 +24,12 @@ from typing import cast
 import numpy as np
 import supervision as sv
 
-from citywatch.cases.store import box_iou
+from citywatch.vision.boxes import Box, box_iou
 from citywatch.vision.frame import Frame
 from citywatch.vision.rules import DwellRule, PersistenceRule, Rule
 from citywatch.vision.scene import WatchedZone
 from citywatch.vision.violation import Violation
 
-Box = tuple[float, float, float, float]
 Pair = tuple[WatchedZone, Rule]
 
 TITLES = {

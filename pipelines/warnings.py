@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
-from citywatch.cases.store import box_iou
 from citywatch.pipelines.patrol import Sink
-from citywatch.vision.boxes import Box
+from citywatch.vision.boxes import Box, box_iou
 from citywatch.vision.taxonomy import kind as taxonomy_kind
 from citywatch.vision.violation import Violation
 

@@ -27,9 +27,11 @@ __all__ = [
     "Letterbox",
     "as_box",
     "batched_nms",
+    "box_iou",
     "compute_letterbox",
     "cxcywh_to_xyxy",
     "decode_yolo",
+    "iou_matrix",
     "letterbox",
     "letterbox_into",
     "nms",
@@ -43,6 +45,23 @@ Box = tuple[float, float, float, float]
 def as_box(row: np.ndarray) -> Box:
     """One xyxy row of an array (numpy floats) as a `Box` of plain floats."""
     return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a) × len(b)) of xyxy boxes; 0 where two boxes do not overlap or have no area."""
+    a, b = a.reshape(-1, 4).astype(np.float64), b.reshape(-1, 4).astype(np.float64)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-16), 0.0)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two xyxy boxes; 0 when they do not overlap."""
+    return float(iou_matrix(np.asarray(a), np.asarray(b))[0, 0])
 
 
 MAX_NMS = 30_000

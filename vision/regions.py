@@ -26,8 +26,8 @@ from citywatch.vision.params import Strict
 __all__ = [
     "MERGE_IOS",
     "MERGE_IOU",
-    "Box",
     "DetectRegion",
+    "Window",
     "crop_box",
     "cut",
     "merge_windows",
@@ -36,7 +36,7 @@ __all__ = [
     "zones_bounds",
 ]
 
-Box = tuple[int, int, int, int]
+Window = tuple[int, int, int, int]
 """A window in frame pixels: left, top, right, bottom (right and bottom exclusive, as in `image[top:bottom]`)."""
 
 MERGE_IOU = 0.5
@@ -97,7 +97,7 @@ class DetectRegion(Strict):
         """Today's behaviour: one window, the frame."""
         return self.region == "frame" and self.tiles == (1, 1)
 
-    def windows(self, width: int, height: int, polygons: Sequence[Sequence[tuple[float, float]]]) -> list[Box]:
+    def windows(self, width: int, height: int, polygons: Sequence[Sequence[tuple[float, float]]]) -> list[Window]:
         """The windows to detect in, for a `width`×`height` frame and the preset's zone polygons (fractions)."""
         if self.region == "zones" and polygons:
             region = crop_box(zones_bounds(polygons), width, height, self.margin)
@@ -133,7 +133,7 @@ def _widen(low: float, high: float, target: float, limit: int) -> tuple[float, f
 
 def crop_box(
     bounds: tuple[float, float, float, float], width: int, height: int, margin: float, aspect: float | None = 1.0
-) -> Box:
+) -> Window:
     """The pixel crop around `bounds` (fractions): `margin` of its extent added on each side, then its shorter
     side widened towards `aspect` (width / height; 1 = the square input of a YOLO export: more context at the
     same scale, since the letterbox would pad it grey anyway), always within the frame."""
@@ -155,7 +155,7 @@ def crop_box(
     return (box[0], box[1], max(box[2], box[0] + 1), max(box[3], box[1] + 1))
 
 
-def tile_boxes(box: Box, rows: int, cols: int, overlap: float) -> list[Box]:
+def tile_boxes(box: Window, rows: int, cols: int, overlap: float) -> list[Window]:
     """`rows`×`cols` tiles covering `box`, each reaching `overlap` of a tile's size into its neighbours."""
     if rows < 1 or cols < 1 or not 0.0 <= overlap < 1.0:
         raise ValueError(f"tile_boxes: rows and cols must be >= 1, overlap in [0, 1); got {rows}, {cols}, {overlap}")
@@ -172,7 +172,7 @@ def tile_boxes(box: Box, rows: int, cols: int, overlap: float) -> list[Box]:
     return tiles
 
 
-def cut(image: np.ndarray, windows: Sequence[Box]) -> list[np.ndarray]:
+def cut(image: np.ndarray, windows: Sequence[Window]) -> list[np.ndarray]:
     """The image's pixels in each window (the image itself for a whole-frame window: no copy)."""
     height, width = image.shape[:2]
     crops = []
@@ -194,7 +194,7 @@ def shift(detections: sv.Detections, dx: int, dy: int) -> sv.Detections:
     )
 
 
-def _cut_edges(xyxy: np.ndarray, window: Box, width: int, height: int) -> np.ndarray:
+def _cut_edges(xyxy: np.ndarray, window: Window, width: int, height: int) -> np.ndarray:
     """N×4 booleans (left, top, right, bottom): which box edges lie on an edge of `window` that is inside the
     frame (the object may go on past it)."""
     left, top, right, bottom = window
@@ -244,7 +244,7 @@ def _joins(a: np.ndarray, a_cut: np.ndarray, b: np.ndarray, b_cut: np.ndarray) -
     return (not piece and iou >= MERGE_IOU), piece
 
 
-def merge_windows(found: Sequence[sv.Detections], windows: Sequence[Box], width: int, height: int) -> sv.Detections:
+def merge_windows(found: Sequence[sv.Detections], windows: Sequence[Window], width: int, height: int) -> sv.Detections:
     """Each window's detections in frame pixels, merged once: the one place where windows meet.
 
     Greedy by confidence, per class (the detector's own NMS is per class too). A box cut by a window edge inside

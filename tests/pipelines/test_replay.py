@@ -12,7 +12,6 @@ import av
 import pytest
 from PIL import Image
 
-from citywatch.cases.store import box_iou
 from citywatch.pipelines.config import FilingConfig
 from citywatch.pipelines.replay import (
     DEFAULT_START,
@@ -26,6 +25,7 @@ from citywatch.pipelines.replay import (
 from citywatch.pipelines.replay_reasons import NearMisses
 from citywatch.pipelines.replay_report import LabelsError, write_report
 from citywatch.pipelines.replay_sources import read_folder
+from citywatch.vision.boxes import box_iou
 from tests.vision.factories import boxes, frame, parking_rule, watching
 
 DEMO = Path(__file__).resolve().parents[2] / "serving" / "demo"

@@ -29,13 +29,14 @@ from minio.error import S3Error
 
 from citywatch.cases.filing import CaseFiler
 from citywatch.cases.lifecycle import OPEN_STATES
-from citywatch.cases.records import CaseRecord, box_iou
+from citywatch.cases.records import CaseRecord
 from citywatch.cases.spool import EvidenceSpool
 from citywatch.cases.store import CaseStore
 from citywatch.pipelines.config import CityConfig, parse_config
 from citywatch.stack.processes import free_port
 from citywatch.stack.rtsp import RtspServer
 from citywatch.stack.s3 import S3Endpoint, S3Server
+from citywatch.vision.boxes import box_iou
 from tests.waiting import wait_until
 
 APP = "citywatch"
