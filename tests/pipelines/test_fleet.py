@@ -14,7 +14,7 @@ from citywatch.pipelines.config import parse_config
 from citywatch.pipelines.fleet import Fleet, shard, shard_owner
 from citywatch.pipelines.schedule import ManualClock
 from citywatch.vision.violation import Violation
-from tests.configs import NO_STORE
+from tests.configs import no_store
 from tests.fakes import StillReader
 
 CAMERAS = [f"cam-{i:05d}" for i in range(3000)]
@@ -34,7 +34,7 @@ def test_assignment_is_stable_balanced_and_moves_little_when_replicas_change() -
 
 def document(cameras: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
-        "storage": NO_STORE,
+        "storage": no_store(),
         "rules": {"car": {"type": "presence", "kind": "motor_vehicle_illegal_parking", "classes": ["car"]}},
         "cameras": cameras,
     }

@@ -27,7 +27,7 @@ from citywatch.stack.rtsp import rtsp_available
 from citywatch.vision.frame import Frame
 from citywatch.vision.scene import PresetScene
 from citywatch.vision.violation import Violation
-from tests.configs import NO_STORE
+from tests.configs import no_store
 from tests.waiting import wait_until_async
 
 COLOURS = {"1": (200, 60, 20), "2": (30, 90, 210)}  # BGR of each preset's picture
@@ -89,7 +89,7 @@ def two_preset_camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtzS
 def city(camera: PtzSimEndpoint) -> dict[str, Any]:
     visit = {"schedule": {"every": "5s"}, "settle": "0.6s", "samples": 3, "sample_every": "0.3s"}
     return {
-        "storage": NO_STORE,
+        "storage": no_store(),
         "rules": {
             "car": {
                 "type": "presence",

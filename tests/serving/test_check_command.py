@@ -12,14 +12,14 @@ from typer.testing import CliRunner
 from citywatch.serving.cli import app
 from citywatch.stack.processes import free_port
 from citywatch.stack.rtsp import RtspServer
-from tests.configs import NO_STORE
+from tests.configs import no_store
 
 ZONE = {"polygon": [[0, 0], [1, 0], [1, 1]], "rules": ["parking"]}
 
 
 def city(classes: list[str], *, rtsp: str = "rtsp://127.0.0.1:1/a", **extra: Any) -> dict[str, Any]:
     return {
-        "storage": NO_STORE,
+        "storage": no_store(),
         "detectors": {"street": {"model": "builtin:coco-yolo11n"}},
         "rules": {
             "parking": {"type": "dwell", "kind": "motor_vehicle_illegal_parking", "classes": classes, "min_dwell": "1m"}

@@ -21,7 +21,7 @@ from citywatch.pipelines.fleet import Fleet
 from citywatch.pipelines.schedule import ManualClock
 from citywatch.serving.runner import ConfigWatcher, load_city, needs_restart, preflight
 from citywatch.vision.violation import Violation
-from tests.configs import NO_STORE
+from tests.configs import no_store
 from tests.fakes import StillReader
 
 ZONE = {"polygon": [[0, 0], [1, 0], [1, 1]], "rules": ["car"]}
@@ -32,7 +32,7 @@ def document(bins_detector: str | None = "garbage", default_model: str = "builti
     if bins_detector is not None:
         bins["detector"] = bins_detector
     return {
-        "storage": NO_STORE,
+        "storage": no_store(),
         "detectors": {"default": {"model": default_model}, "garbage": {"model": "builtin:garbage-yolo11n"}},
         "rules": {"car": {"type": "presence", "kind": "motor_vehicle_illegal_parking", "classes": ["car"]}},
         "cameras": {

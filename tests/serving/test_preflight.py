@@ -6,7 +6,7 @@ from pathlib import Path
 
 from citywatch.pipelines.config import parse_config
 from citywatch.serving.runner import preflight
-from tests.configs import NO_STORE
+from tests.configs import no_store
 
 
 def test_missing_and_corrupt_models_are_named_with_their_cameras(tmp_path: Path) -> None:
@@ -15,7 +15,7 @@ def test_missing_and_corrupt_models_are_named_with_their_cameras(tmp_path: Path)
     preset = {"p": {"zones": {"z": {"polygon": [[0, 0], [1, 0], [1, 1]], "rules": ["r"]}}}}
     config = parse_config(
         {
-            "storage": NO_STORE,
+            "storage": no_store(),
             "detectors": {
                 "default": {"model": "builtin:coco-yolo11n"},
                 "gone": {"model": str(tmp_path / "gone.onnx")},
