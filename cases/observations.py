@@ -19,8 +19,9 @@ from citywatch.cases.records import EvidenceDraft, Observation, Sighting, field_
 AUTO_FILED = State.AUTO_FILED.value
 FILE_ACTION = "file"
 CORRECT_KIND = "correct_kind"
-SYSTEM_ACTOR = "system"
-"""The audit log's actor for changes the filer makes by itself (a related kind taking precedence)."""
+SYSTEM_ACTOR = "system:filing"
+"""The audit log's actor for changes the filer makes by itself (a related kind taking precedence); the colon keeps
+it apart from every username, as the filer's `<source>:<camera>` actors are."""
 # What a case of a related kind takes from the sighting that outranks it (place and times stay the case's).
 _WHAT_IT_IS = ("kind", "code", "rule", "class_name", "confidence", "box", "model_version")
 

@@ -163,12 +163,17 @@ def match_score(row: CaseRow, sighting: Place, min_iou: float, related: RelatedK
 
 
 def best_open_match(
-    session: Session, sighting: Place, min_iou: float, related: RelatedKinds = NO_RELATED
+    session: Session, sighting: Place, min_iou: float, related: RelatedKinds = NO_RELATED, *, lock: bool = False
 ) -> CaseRow | None:
-    """The open case of the sighting's camera, preset and zone that it matches best (`match_score`), or None."""
+    """The open case of the sighting's camera, preset and zone that it matches best (`match_score`), or None.
+
+    `lock`: lock the candidate rows until the transaction ends (PostgreSQL `FOR UPDATE`; SQLite's write lock
+    already serialises writers), so a reviewer's decision committed meanwhile is seen, not overwritten."""
     query = sa.select(CaseRow).where(
         *_same_spot(sighting), CaseRow.kind.in_(related.group(sighting.kind)), CaseRow.state.not_in(_CLOSED)
     )
+    if lock:
+        query = query.with_for_update()
     best: CaseRow | None = None
     best_score: tuple[int, float] | None = None
     # Few open cases share a camera, zone and kind group, so the overlap is scored here rather than in SQL.

@@ -229,7 +229,7 @@ class CaseStore:
             if session.get_bind().dialect.name == "postgresql":
                 lock = filed.problem_lock_key(observation, related)
                 session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            row = best_open_match(session, observation, min_iou, related)
+            row = best_open_match(session, observation, min_iou, related, lock=True)
             created = row is None
             if row is None:
                 closed_after = now - self.policy.cooldown

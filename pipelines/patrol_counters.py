@@ -16,13 +16,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import weakref
 from datetime import datetime
+from typing import Any
 
 from citywatch.cases.evidence import EvidenceNotFound, EvidenceStoreDown
 from citywatch.cases.live import SnapshotStore
 from citywatch.pipelines.config import StorageConfig
-from citywatch.pipelines.patrol import CameraPatrol
+from citywatch.pipelines.patrol import COUNTERS, CameraPatrol
 from citywatch.pipelines.snapshots import snapshot_store_from_config
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,30 @@ log = logging.getLogger(__name__)
 
 def counters_key(camera_id: str) -> str:
     return f"counters/{camera_id}.json"
+
+
+def parse_counters(data: bytes) -> tuple[dict[str, Any], datetime | None]:
+    """A stored counters document as (counts, since), checked whole before anything is added.
+
+    Raises ValueError naming what is wrong: a half-applied document would add its counts again at every save.
+    """
+    document = json.loads(data)
+    counts = document.get("counts") if isinstance(document, dict) else None
+    if not isinstance(counts, dict):
+        raise ValueError("no `counts` object")
+    for name in COUNTERS:
+        value = counts.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"counts.{name} is not a count: {value!r}")
+    reasons = counts.get("missed_reasons", {})
+    if not isinstance(reasons, dict) or not all(isinstance(v, int) and v >= 0 for v in reasons.values()):
+        raise ValueError(f"counts.missed_reasons is not a map of counts: {reasons!r}")
+    since = None
+    with contextlib.suppress(KeyError, TypeError, ValueError):  # no usable time: the counters' start stays
+        since = datetime.fromisoformat(document["since"])
+    if since is not None and since.tzinfo is None:
+        since = None
+    return counts, since
 
 
 class PatrolCounters:
@@ -40,13 +66,14 @@ class PatrolCounters:
         self.every = every
         self.last_error: str | None = None
         self._merged: weakref.WeakSet[CameraPatrol] = weakref.WeakSet()  # stored counts added (or none found)
+        self._lock = threading.Lock()
 
     def restore(self, patrol: CameraPatrol) -> bool:
         """Add the camera's stored counts to `patrol` once; False while the store cannot be read."""
         if patrol in self._merged:
             return True
         try:
-            stored = json.loads(self.store.get(counters_key(patrol.camera_id)))
+            stored = parse_counters(self.store.get(counters_key(patrol.camera_id)))
         except EvidenceNotFound:
             stored = None  # a camera never counted before
         except EvidenceStoreDown as error:
@@ -55,11 +82,16 @@ class PatrolCounters:
         except ValueError as error:  # a damaged object must not stop the camera from counting again
             log.warning("camera %s: stored counters unreadable, counting from 0: %s", patrol.camera_id, error)
             stored = None
-        if isinstance(stored, dict):
-            patrol.stats.add(stored.get("counts", {}))
-            with contextlib.suppress(TypeError, ValueError):  # no usable time: the counters' start stays
-                patrol.counting_since = min(patrol.counting_since, datetime.fromisoformat(stored["since"]))
-        self._merged.add(patrol)
+        # The periodic save and a stop may restore the same patrol from two threads: add the history once.
+        with self._lock:
+            if patrol in self._merged:
+                return True
+            if stored is not None:
+                counts, since = stored
+                patrol.stats.add(counts)
+                if since is not None:
+                    patrol.counting_since = min(patrol.counting_since, since)
+            self._merged.add(patrol)
         return True
 
     def merged(self, patrol: CameraPatrol) -> bool:

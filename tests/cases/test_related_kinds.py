@@ -95,7 +95,7 @@ def test_a_pile_by_a_bin_is_one_case_garbage_first(store: CaseStore) -> None:
     change = CaseWorkflow(store).audit_log(case.id)[-1]
     assert (change.action, change.actor, change.from_state, change.to_state) == (
         "correct_kind",
-        "system",
+        "system:filing",
         "auto_filed",
         "auto_filed",
     )

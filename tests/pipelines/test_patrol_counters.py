@@ -18,7 +18,7 @@ from citywatch.cases.evidence import EvidenceNotFound
 from citywatch.cases.live import SnapshotStore
 from citywatch.pipelines.config import parse_config
 from citywatch.pipelines.fleet import Fleet
-from citywatch.pipelines.patrol_counters import PatrolCounters, counters_key
+from citywatch.pipelines.patrol_counters import PatrolCounters, counters_key, parse_counters
 from citywatch.pipelines.schedule import ManualClock
 from citywatch.stack.s3 import S3Endpoint
 from citywatch.vision.violation import Violation
@@ -143,5 +143,44 @@ def test_a_camera_restarted_by_a_config_change_keeps_its_counters() -> None:
         assert (after.stats.visits, after.stats.camera_errors) == (5, 1)
         assert after.counting_since == before.counting_since
         await running.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (b"[]", "no `counts` object"),
+        (b'{"counts": {"visits": "x"}}', "counts.visits is not a count"),
+        (b'{"counts": {"visits": true}}', "counts.visits is not a count"),
+        (b'{"counts": {"visits": -1}}', "counts.visits is not a count"),
+        (b'{"counts": {"missed_reasons": {"offline": "2"}}}', "counts.missed_reasons is not a map of counts"),
+        (b"not json", "Expecting value"),
+    ],
+)
+def test_a_damaged_counters_document_is_refused_whole(document: bytes, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_counters(document)
+
+
+def test_a_document_without_a_start_time_still_counts() -> None:
+    counts, since = parse_counters(b'{"counts": {"visits": 100}}')
+    assert (counts, since) == ({"visits": 100}, None)
+
+
+def test_damaged_stored_counters_are_added_once_at_most(live: SnapshotStore) -> None:
+    live.put(counters_key("a"), b'{"counts": {"visits": 100, "missed": "lots"}}', content_type="application/json")
+    start = datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
+
+    async def scenario() -> None:
+        counters = PatrolCounters(live, every=0.1)
+        replica = fleet(counters, start)
+        await replica.apply(CONFIG)
+        patrol = replica.patrols["a"]
+        await wait_until_async(lambda: has_counters(live) and "missed" in stored(live)["counts"], 30, "a save")
+        for _ in range(3):  # every save restores first: a damaged document must not be added again each time
+            assert counters.save(patrol)
+        assert patrol.stats.visits == 0 and stored(live)["counts"]["visits"] == 0  # refused whole: counts from 0
+        await replica.stop()
 
     asyncio.run(scenario())
