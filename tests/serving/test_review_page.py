@@ -392,7 +392,8 @@ def test_a_viewer_sees_no_action_and_the_api_refuses_them(page: Page, site: Site
 def test_a_new_user_reviews_fifty_cases_with_the_keyboard_alone(page: Page, site: Site) -> None:
     ids = seed(site.api, 50)
     page.goto(f"{site.url}/ui/login?lang=en")
-    page.keyboard.type("inspector-user")  # the username field has focus
+    expect(page.locator("#username")).to_be_focused()  # autofocus: typing goes there (wait: a loaded machine)
+    page.keyboard.type("inspector-user")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
