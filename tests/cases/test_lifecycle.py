@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -21,24 +21,12 @@ from citywatch.cases.lifecycle import (
     allowed_actions,
     transition_for,
 )
-from citywatch.cases.store import CaseFilter, CaseStore, Observation
+from citywatch.cases.store import CaseFilter, CaseStore
 from citywatch.cases.workflow import CaseNotFound, CaseWorkflow
+from tests.cases.test_store import T0, observation
 from tests.clock import FakeClock
 
-T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
-OBSERVATION = Observation(
-    kind="motor_vehicle_illegal_parking",
-    code="09009",
-    camera_id="gate-3",
-    preset_id="main",
-    zone="fire-lane",
-    rule="illegal_parking",
-    class_name="car",
-    confidence=0.8,
-    box=(100.0, 200.0, 180.0, 260.0),
-    first_seen=T0,
-    last_seen=T0 + timedelta(minutes=6),
-)
+OBSERVATION = observation(model_version="")
 
 
 @pytest.fixture
